@@ -1,0 +1,221 @@
+"""Typed, validated view of params.yaml.
+
+Every stage calls `load_params()` first, so a typo or an impossible value stops
+the pipeline with a message naming the key before any data is read or any
+output is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.errors import PipelineError
+
+DATASETS = ("mnist", "fashion-mnist")
+IMAGE_SIDE = 28
+
+
+class ParamsError(PipelineError, ValueError):
+    """params.yaml is missing, malformed or holds a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    dataset: str
+    max_train: int | None
+    max_test: int | None
+
+
+@dataclass(frozen=True)
+class MaskParams:
+    size: int
+    count: int
+    row_min: int
+    row_max: int
+    col_min: int
+    col_max: int
+    fill: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class ClassifierParams:
+    epochs: int
+    batch_size: int
+    lr: float
+    validation_split: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class GanParams:
+    epochs: int
+    batch_size: int
+    steps_per_epoch: int | None
+    lr_g: float
+    lr_d: float
+    beta1: float
+    real_label: float
+    recon_weight: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    phone_digits: int
+    grid_digits: int
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    experiment: str
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    mask: MaskParams
+    classifier: ClassifierParams
+    gan: GanParams
+    evaluate: EvaluateParams
+    tracking: TrackingParams
+
+
+def _check_type(key: str, value, annotation: str):
+    """Coerce ints to floats where a float is expected; reject everything else that does not match."""
+    optional = annotation.endswith("| None")
+    base = annotation.replace("| None", "").strip()
+    if value is None:
+        if optional:
+            return None
+        raise ParamsError(f"{key}: must be a {base}, got null")
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: must be an integer{' or null' if optional else ''}, got {value!r}")
+        return value
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}: must be a number, got {value!r}")
+        return float(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation} for {key}")
+
+
+def _build_section(cls, raw, section: str):
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{section}: must be a mapping of keys to values, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamsError(
+            f"{section}.{unknown[0]}: unknown key; allowed keys in '{section}' are {', '.join(fields)}"
+        )
+    missing = [name for name in fields if name not in raw]
+    if missing:
+        raise ParamsError(f"{section}.{missing[0]}: missing key (required in '{section}')")
+    # `from __future__ import annotations` keeps each field's type as its source text, e.g. "int | None".
+    values = {name: _check_type(f"{section}.{name}", raw[name], f.type) for name, f in fields.items()}
+    return cls(**values)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ParamsError(message)
+
+
+def _validate(p: Params) -> None:
+    _require(
+        p.data.dataset in DATASETS,
+        f"data.dataset: unknown dataset {p.data.dataset!r}; allowed values are {', '.join(DATASETS)}",
+    )
+    for key in ("max_train", "max_test"):
+        value = getattr(p.data, key)
+        _require(value is None or value > 0, f"data.{key}: must be null or > 0, got {value}")
+
+    m = p.mask
+    _require(1 <= m.size <= IMAGE_SIDE, f"mask.size: must be in 1..{IMAGE_SIDE}, got {m.size}")
+    _require(m.count >= 1, f"mask.count: must be >= 1, got {m.count}")
+    for axis in ("row", "col"):
+        lo, hi = getattr(m, f"{axis}_min"), getattr(m, f"{axis}_max")
+        _require(lo >= 0, f"mask.{axis}_min: must be >= 0, got {lo}")
+        _require(hi >= lo, f"mask.{axis}_max: must be >= mask.{axis}_min ({lo}), got {hi}")
+        _require(
+            hi + m.size <= IMAGE_SIDE,
+            f"mask.{axis}_max: a {m.size}x{m.size} hole at {axis} {hi} leaves the {IMAGE_SIDE}x{IMAGE_SIDE} "
+            f"image; allowed is mask.{axis}_max <= {IMAGE_SIDE - m.size}, got {hi}",
+        )
+    _require(-1.0 <= m.fill <= 1.0, f"mask.fill: must be in [-1, 1] (the pixel scale), got {m.fill}")
+
+    c = p.classifier
+    _require(c.epochs > 0, f"classifier.epochs: must be > 0, got {c.epochs}")
+    _require(c.batch_size > 0, f"classifier.batch_size: must be > 0, got {c.batch_size}")
+    _require(c.lr > 0, f"classifier.lr: must be > 0, got {c.lr}")
+    _require(
+        0 < c.validation_split < 1,
+        f"classifier.validation_split: must be in the open interval (0, 1), got {c.validation_split}",
+    )
+
+    g = p.gan
+    _require(g.epochs > 0, f"gan.epochs: must be > 0, got {g.epochs}")
+    _require(g.batch_size > 0, f"gan.batch_size: must be > 0, got {g.batch_size}")
+    _require(
+        g.steps_per_epoch is None or g.steps_per_epoch > 0,
+        f"gan.steps_per_epoch: must be null or > 0, got {g.steps_per_epoch}",
+    )
+    _require(g.lr_g > 0, f"gan.lr_g: must be > 0, got {g.lr_g}")
+    _require(g.lr_d > 0, f"gan.lr_d: must be > 0, got {g.lr_d}")
+    _require(0 <= g.beta1 < 1, f"gan.beta1: must be in [0, 1), got {g.beta1}")
+    _require(0 < g.real_label <= 1, f"gan.real_label: must be in (0, 1], got {g.real_label}")
+    _require(g.recon_weight >= 0, f"gan.recon_weight: must be >= 0, got {g.recon_weight}")
+
+    e = p.evaluate
+    _require(e.phone_digits >= 1, f"evaluate.phone_digits: must be >= 1, got {e.phone_digits}")
+    _require(e.grid_digits >= 1, f"evaluate.grid_digits: must be >= 1, got {e.grid_digits}")
+    _require(bool(p.tracking.experiment.strip()), "tracking.experiment: must be a non-empty name")
+
+
+def parse_params(raw) -> Params:
+    """Build and validate Params from the already-parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params.yaml: the top level must be a mapping of sections, got {raw!r}")
+    sections = {f.name: f.type for f in dataclasses.fields(Params)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ParamsError(f"{unknown[0]}: unknown section; allowed sections are {', '.join(sections)}")
+    missing = [s for s in sections if s not in raw]
+    if missing:
+        raise ParamsError(f"{missing[0]}: missing section in params.yaml")
+    hints = typing.get_type_hints(Params)
+    params = Params(**{name: _build_section(hints[name], raw[name], name) for name in sections})
+    _validate(params)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found (run from the project root)") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw)
+
+
+def flatten(params: Params) -> dict[str, object]:
+    """`section.key -> value`, the names DVC uses, so MLflow and `dvc params diff` agree."""
+    return {
+        f"{section}.{key}": value
+        for section, values in dataclasses.asdict(params).items()
+        for key, value in values.items()
+    }

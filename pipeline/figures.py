@@ -1,0 +1,72 @@
+"""The pictures the pipeline produces: sample grids, loss curves, per-class accuracy bars."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on CI or servers
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _show(ax, image: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(image.squeeze(), cmap="gray", vmin=-1, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def sample_grid(rows: dict[str, np.ndarray], title: str):
+    """One row per named image set (e.g. original / masked / restored), one column per sample."""
+    n = len(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n):
+            _show(axes[r, c], images[c])
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def labelled_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, columns: int = 8):
+    """Restored digits titled 'true/predicted', wrong readings in red."""
+    rows = int(np.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * 1.15), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label, guess in zip(axes.flat, images, labels, predicted):
+        _show(ax, image, f"{label}/{guess}")
+        ax.axis("on")
+        ax.title.set_color("black" if label == guess else "red")
+    fig.suptitle("Restored test images: true / predicted label", fontsize=10)
+    return fig
+
+
+def loss_curves(history: dict[str, list[float]], steps_per_epoch: int):
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, values in history.items():
+        ax.plot(np.arange(len(values)), values, label=name, linewidth=0.8)
+    for epoch_start in range(steps_per_epoch, len(next(iter(history.values()))), steps_per_epoch):
+        ax.axvline(epoch_start, color="grey", linewidth=0.5, linestyle=":")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.set_title("GAN losses per iteration (dotted lines: epochs)")
+    return fig
+
+
+def per_class_bars(per_class: dict[str, dict[str, float]]):
+    classes = sorted(per_class, key=int)
+    variants = ("clean", "masked", "restored")
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    width = 0.27
+    for i, variant in enumerate(variants):
+        ax.bar(np.arange(len(classes)) + (i - 1) * width, [per_class[c][variant] for c in classes], width, label=variant)
+    ax.set_xticks(np.arange(len(classes)), classes)
+    ax.set_xlabel("class")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right")
+    ax.set_title("Per-class accuracy")
+    return fig

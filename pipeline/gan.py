@@ -1,0 +1,54 @@
+"""The GAN as a Keras model whose `train_step` updates D and G from one compiled graph.
+
+Follows the keras.io pattern of overriding `train_step`. Unlike the chapter's
+loop (generator.predict, then D.train_on_batch, then the stacked model's
+train_on_batch), the generator runs once per step in training mode, so its
+BatchNorm layers use batch statistics, and both updates share that forward.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+class RestorationGAN(keras.Model):
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, real_label: float, recon_weight: float):
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+        self.real_label = real_label
+        self.recon_weight = recon_weight
+        self.bce = keras.losses.BinaryCrossentropy()
+
+    def compile(self, g_optimizer: keras.optimizers.Optimizer, d_optimizer: keras.optimizers.Optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+
+    def call(self, masked, training=False):
+        return self.generator(masked, training=training)
+
+    def losses_for(self, masked, clean, training: bool):
+        """D loss (the chapter's: mean BCE over the real batch at `real_label` and the fake batch at 0),
+        G loss (adversarial BCE towards 1, plus `recon_weight` x L1), and the L1 term alone."""
+        fake = self.generator(masked, training=training)
+        p = self.discriminator(ops.concatenate([clean, fake], axis=0), training=training)
+        p_real, p_fake = ops.split(p, 2, axis=0)
+        d_loss = 0.5 * (
+            self.bce(ops.full_like(p_real, self.real_label), p_real) + self.bce(ops.zeros_like(p_fake), p_fake)
+        )
+        l1 = ops.mean(ops.abs(fake - clean))
+        g_loss = self.bce(ops.ones_like(p_fake), p_fake) + self.recon_weight * l1
+        return d_loss, g_loss, l1
+
+    def train_step(self, batch):
+        masked, clean = batch
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            d_loss, g_loss, l1 = self.losses_for(masked, clean, training=True)
+        d_weights = self.discriminator.trainable_weights
+        g_weights = self.generator.trainable_weights
+        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_weights), d_weights))
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_weights), g_weights))
+        return {"d_loss": d_loss, "g_loss": g_loss, "l1": l1}

@@ -1,0 +1,90 @@
+"""Shared fixtures: a throw-away copy of the repository, run end to end on a tiny configuration."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough for CI on 2 cores, big enough for every stage to do real work.
+TINY_OVERRIDES = {
+    "data": {"max_train": 512, "max_test": 256},
+    "classifier": {"epochs": 1},
+    "gan": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 64},
+    "evaluate": {"grid_digits": 8},
+}
+
+
+def mirror_dir() -> Path:
+    """The offline dataset mirror: $DIGIT_RESTORE_MIRROR (relative to the repo root), else ../shared/datasets."""
+    path = Path(os.environ.get("DIGIT_RESTORE_MIRROR", "../shared/datasets"))
+    path = path if path.is_absolute() else (ROOT / path)
+    if not (path / "mnist").is_dir():
+        pytest.fail(f"dataset mirror not found at {path}; set DIGIT_RESTORE_MIRROR to the folder holding mnist/")
+    return path.resolve()
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    """Environment for pipeline subprocesses: local mirror only, default SQLite store, no telemetry."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DVC_ROOT")}
+    env.update(
+        DIGIT_RESTORE_MIRROR=str(mirror_dir()),
+        DIGIT_RESTORE_PUBLIC_MIRRORS="",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env or offline_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_params(repo: Path, overrides: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_repo(dest: Path) -> Path:
+    """The project's files (tracked or not ignored) in a fresh git repository, committed."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    for directory in ("data", "results"):
+        shutil.rmtree(dest / directory, ignore_errors=True)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    run(["git", "init", "-q"], dest)
+    run([*git, "add", "-A"], dest)
+    run([*git, "commit", "-q", "-m", "copy"], dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> Path:
+    """A copy of the repository with tiny params, committed, on which `dvc repro` has run once."""
+    repo = copy_repo(tmp_path_factory.mktemp("repo"))
+    write_params(repo, TINY_OVERRIDES)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    run([*git, "commit", "-q", "-am", "tiny params"], repo)
+    repo_result = run([sys.executable, "-m", "dvc", "repro"], repo)
+    (repo.parent / "first_repro.log").write_text(repo_result.stdout + repo_result.stderr)
+    return repo
