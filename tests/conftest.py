@@ -71,10 +71,11 @@ def copy_repo(dest: Path) -> Path:
     for directory in ("data", "results"):
         shutil.rmtree(dest / directory, ignore_errors=True)
     (dest / "dvc.lock").unlink(missing_ok=True)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     run(["git", "init", "-q"], dest)
-    run([*git, "add", "-A"], dest)
-    run([*git, "commit", "-q", "-m", "copy"], dest)
+    run(["git", "config", "user.name", "digit-restore tests"], dest)  # dvc exp run commits too
+    run(["git", "config", "user.email", "tests@digit-restore.invalid"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "copy"], dest)
     return dest
 
 
@@ -83,8 +84,7 @@ def tiny_repo(tmp_path_factory) -> Path:
     """A copy of the repository with tiny params, committed, on which `dvc repro` has run once."""
     repo = copy_repo(tmp_path_factory.mktemp("repo"))
     write_params(repo, TINY_OVERRIDES)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    run([*git, "commit", "-q", "-am", "tiny params"], repo)
+    run(["git", "commit", "-q", "-am", "tiny params"], repo)
     repo_result = run([sys.executable, "-m", "dvc", "repro"], repo)
     (repo.parent / "first_repro.log").write_text(repo_result.stdout + repo_result.stderr)
     return repo

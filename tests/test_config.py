@@ -1,0 +1,95 @@
+import hashlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, offline_env
+from pipeline.config import ParamsError, flatten, load_params, parse_params
+
+
+def default() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_value(section: str, key: str, value) -> dict:
+    raw = default()
+    raw[section][key] = value
+    return raw
+
+
+def test_default_params_are_the_classic_setting():
+    params = load_params(ROOT / "params.yaml")
+    assert params.data.dataset == "mnist"
+    assert (params.mask.size, params.mask.row_min, params.mask.row_max, params.mask.fill) == (8, 8, 11, -1.0)
+    assert (params.gan.lr_g, params.gan.lr_d, params.gan.beta1, params.gan.real_label) == (2e-4, 4e-4, 0.5, 0.9)
+    assert (params.classifier.epochs, params.classifier.batch_size, params.classifier.validation_split) == (3, 128, 0.2)
+    assert flatten(params)["gan.recon_weight"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("data", "dataset", "cifar10", "data.dataset: unknown dataset 'cifar10'; allowed values are mnist, fashion-mnist"),
+        ("mask", "size", 29, "mask.size: must be in 1..28, got 29"),
+        ("mask", "row_max", 21, "mask.row_max: a 8x8 hole at row 21 leaves the 28x28 image; allowed is mask.row_max <= 20"),
+        ("mask", "col_min", -1, "mask.col_min: must be >= 0"),
+        ("gan", "lr_g", 0, "gan.lr_g: must be > 0, got 0"),
+        ("gan", "lr_d", -1e-4, "gan.lr_d: must be > 0"),
+        ("gan", "batch_size", 0, "gan.batch_size: must be > 0, got 0"),
+        ("gan", "epochs", -2, "gan.epochs: must be > 0, got -2"),
+        ("classifier", "epochs", 0, "classifier.epochs: must be > 0"),
+        ("classifier", "validation_split", 1.0, "classifier.validation_split: must be in the open interval (0, 1)"),
+        ("classifier", "batch_size", "128", "classifier.batch_size: must be an integer, got '128'"),
+        ("gan", "epochs", 2.5, "gan.epochs: must be an integer, got 2.5"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(section, key, value, message):
+    with pytest.raises(ParamsError) as error:
+        parse_params(with_value(section, key, value))
+    assert message in str(error.value)
+
+
+def test_misspelled_key_lists_the_allowed_ones():
+    raw = default()
+    raw["gan"]["lr_gen"] = raw["gan"].pop("lr_g")
+    with pytest.raises(ParamsError, match=r"gan.lr_gen: unknown key; allowed keys in 'gan' are epochs, .*lr_g"):
+        parse_params(raw)
+
+
+def test_missing_key_and_missing_section():
+    raw = default()
+    del raw["mask"]["seed"]
+    with pytest.raises(ParamsError, match="mask.seed: missing key"):
+        parse_params(raw)
+    raw = default()
+    del raw["evaluate"]
+    with pytest.raises(ParamsError, match="evaluate: missing section"):
+        parse_params(raw)
+
+
+def test_invalid_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  dataset: [mnist\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)
+
+
+def test_stage_exits_nonzero_before_touching_outputs(tmp_path):
+    """A bad param stops the mask stage before it reads data/raw or rewrites data/masked."""
+    shutil.copytree(ROOT / "pipeline", tmp_path / "pipeline")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("mask", "size", 40)))
+    masked = tmp_path / "data/masked"
+    masked.mkdir(parents=True)
+    (masked / "train.npz").write_bytes(b"previous output")
+    before = hashlib.sha256((masked / "train.npz").read_bytes()).hexdigest()
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.mask"], cwd=tmp_path, env=offline_env(), capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "error: mask.size: must be in 1..28, got 40" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert hashlib.sha256((masked / "train.npz").read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in masked.iterdir()) == ["train.npz"]
