@@ -49,8 +49,3 @@ def save_json(path: str | Path, data) -> None:
 def save_keras(model, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         model.save(tmp)
-
-
-def save_figure(fig, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")

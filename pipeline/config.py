@@ -17,6 +17,8 @@ import yaml
 from pipeline.errors import PipelineError
 
 DATASETS = ("mnist", "fashion-mnist")
+GENERATORS = ("autoencoder", "unet")
+DISCRIMINATORS = ("global", "patch")
 IMAGE_SIDE = 28
 
 
@@ -54,6 +56,10 @@ class ClassifierParams:
 
 @dataclass(frozen=True)
 class GanParams:
+    generator: str
+    mask_channel: bool
+    composite: bool
+    discriminator: str
     epochs: int
     batch_size: int
     steps_per_epoch: int | None
@@ -102,6 +108,10 @@ def _check_type(key: str, value, annotation: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamsError(f"{key}: must be a number, got {value!r}")
         return float(value)
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: must be true or false, got {value!r}")
+        return value
     if base == "str":
         if not isinstance(value, str):
             raise ParamsError(f"{key}: must be a string, got {value!r}")
@@ -164,6 +174,14 @@ def _validate(p: Params) -> None:
     )
 
     g = p.gan
+    _require(
+        g.generator in GENERATORS,
+        f"gan.generator: unknown generator {g.generator!r}; allowed values are {', '.join(GENERATORS)}",
+    )
+    _require(
+        g.discriminator in DISCRIMINATORS,
+        f"gan.discriminator: unknown discriminator {g.discriminator!r}; allowed values are {', '.join(DISCRIMINATORS)}",
+    )
     _require(g.epochs > 0, f"gan.epochs: must be > 0, got {g.epochs}")
     _require(g.batch_size > 0, f"gan.batch_size: must be > 0, got {g.batch_size}")
     _require(

@@ -80,20 +80,24 @@ def download_file(name: str, expected_sha256: str, sources: list[str], dest: Pat
     )
 
 
-def main(params: Params) -> None:
-    dataset = params.data.dataset
+def fetch_dataset(dataset: str, dest: Path) -> None:
+    """All four files of `dataset` into the folder `dest`, which is replaced only once all are verified."""
     sources = mirrors(dataset)
-    staging = paths.RAW_DIR.with_name(paths.RAW_DIR.name + ".partial")
+    staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         for name in FILES.values():
             mirror = download_file(name, SHA256[dataset][name], sources, staging / name)
             print(f"{name}: verified, from {mirror}")
-        shutil.rmtree(paths.RAW_DIR, ignore_errors=True)
-        os.replace(staging, paths.RAW_DIR)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(params: Params) -> None:
+    fetch_dataset(params.data.dataset, paths.RAW_DIR)
 
 
 if __name__ == "__main__":

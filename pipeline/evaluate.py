@@ -1,59 +1,105 @@
-"""Stage 5: read clean, masked and restored test images with the classifier; write metrics and plots."""
+"""Stage 5: read clean, masked and restored test images with the classifier; write metrics and plots.
+
+"restored" is the trained generator's output. OpenCV's classical inpainting
+(Telea, Navier-Stokes) is scored beside it on the same holes, as the bar to
+clear, and the generator is also tried on holes it was not trained on.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 
-from pipeline import paths
+import keras
+import mlflow
+
+from pipeline import classical, figures, paths, tracking
+from pipeline import metrics as m
+from pipeline.atomic import atomic_path, load_npz, save_json
 from pipeline.cli import run_stage
 from pipeline.config import Params
+from pipeline.datasets import load_split, to_unit_range
 from pipeline.errors import PipelineError
+from pipeline.masks import apply_masks, split_rng, square_masks
+from pipeline.models import generator_input
 
 VARIANTS = ("clean", "masked", "restored")
 PREDICT_BATCH = 1000
+# Unseen holes: (side, first corner row/col, last corner row/col). Squares of several sides at the
+# classic corner range 8..11, and the classic 8x8 hole anywhere in the central 20x20.
+GENERALISATION = {
+    "4x4": (4, 8, 11),
+    "8x8": (8, 8, 11),
+    "12x12": (12, 8, 11),
+    "14x14": (14, 8, 11),
+    "8x8_anywhere": (8, 4, 16),
+}
+
+
+def restorations(generator, masked, holes) -> dict:
+    """The generator's restoration ("restored") and each classical method's, of the same masked images."""
+    restored = {"restored": generator.predict(generator_input(masked, holes), batch_size=PREDICT_BATCH, verbose=0)}
+    return restored | {name: classical.inpaint(masked, holes, name) for name in classical.METHODS}
+
+
+def read(classifier, images):
+    return classifier.predict(images, batch_size=PREDICT_BATCH, verbose=0).argmax(axis=1)
 
 
 def score(params: Params, images: dict, predicted: dict, labels, holes) -> dict:
-    """metrics.json content from the classifier's predictions on each variant of the test images."""
-    from pipeline import metrics as m
-
-    acc = {v: m.accuracy(predicted[v], labels) for v in VARIANTS}
+    """metrics.json content from the images of each variant and the classifier's readings of them."""
+    acc = {v: m.accuracy(p, labels) for v, p in predicted.items()}
     per_class = {v: m.per_class_accuracy(predicted[v], labels) for v in VARIANTS}
     digits = params.evaluate.phone_digits
+
+    def hole(variant: str) -> dict:
+        return {
+            "mae": m.hole_mae(images[variant], images["clean"], holes),
+            "psnr": m.hole_psnr(images[variant], images["clean"], holes),
+        }
+
     return {
         "test_images": int(len(labels)),
-        "accuracy": acc,
+        "accuracy": {v: acc[v] for v in VARIANTS},
         "recovered_fraction": m.recovered_fraction(acc["clean"], acc["masked"], acc["restored"]),
-        "hole": {
-            f"{stat}_{v}": fn(images[v], images["clean"], holes)
-            for stat, fn in (("mae", m.hole_mae), ("psnr", m.hole_psnr))
-            for v in ("masked", "restored")
-        },
+        "hole": {f"{stat}_{v}": value for v in ("masked", "restored") for stat, value in hole(v).items()},
         "phone_number": {"digits": digits, **{v: m.phone_number_success(acc[v], digits) for v in VARIANTS}},
         "per_class": {c: {v: per_class[v][c] for v in VARIANTS} for c in per_class["clean"]},
+        "baselines": {
+            name: {
+                "accuracy": acc[name],
+                "recovered_fraction": m.recovered_fraction(acc["clean"], acc["masked"], acc[name]),
+                **{f"hole_{stat}": value for stat, value in hole(name).items()},
+            }
+            for name in images
+            if name not in VARIANTS
+        },
     }
 
 
-def write_per_class_csv(per_class: dict) -> None:
-    from pipeline.atomic import atomic_path
+def generalisation(params: Params, generator, classifier, clean, labels) -> dict:
+    """Accuracy of masked, classical and restored images for each hole setting in GENERALISATION."""
+    result = {}
+    for name, (side, first, last) in GENERALISATION.items():
+        setting = dataclasses.replace(
+            params.mask, size=side, count=1, row_min=first, row_max=last, col_min=first, col_max=last
+        )
+        holes = square_masks(len(clean), setting, split_rng(params.mask.seed, "test"))
+        masked = apply_masks(clean, holes, params.mask.fill)
+        variants = {"masked": masked, **restorations(generator, masked, holes)}
+        result[name] = {v: m.accuracy(read(classifier, x), labels) for v, x in variants.items()}
+    return result
 
-    with atomic_path(paths.PER_CLASS) as tmp, tmp.open("w", newline="") as f:
+
+def write_csv(path, header: list[str], rows: list[list]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["class", *VARIANTS])
-        for c, row in per_class.items():
-            writer.writerow([c, *(f"{row[v]:.4f}" for v in VARIANTS)])
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def main(params: Params) -> None:
-    import keras
-    import mlflow
-
-    from pipeline import figures, tracking
-    from pipeline.atomic import load_npz, save_figure, save_json
-    from pipeline.datasets import load_split, to_unit_range
-    from pipeline.metrics import flatten_metrics
-
     images, labels = load_split(paths.RAW_DIR, "test", params.data.max_test)
     masked_npz = load_npz(paths.MASKED_DIR / "test.npz")
     if len(masked_npz["masked"]) != len(images):
@@ -64,30 +110,44 @@ def main(params: Params) -> None:
     with tracking.stage_run(params, "evaluate", "evaluate") as (client, run_id, parent_id):
         classifier = keras.models.load_model(paths.CLASSIFIER_MODEL)
         generator = keras.models.load_model(paths.GENERATOR_MODEL)
-        variants = {"clean": to_unit_range(images), "masked": masked_npz["masked"]}
-        variants["restored"] = generator.predict(variants["masked"], batch_size=PREDICT_BATCH, verbose=0)
-        predicted = {
-            v: classifier.predict(variants[v], batch_size=PREDICT_BATCH, verbose=0).argmax(axis=1) for v in VARIANTS
-        }
-        result = score(params, variants, predicted, labels, masked_npz["mask"])
+        clean, masked, holes = to_unit_range(images), masked_npz["masked"], masked_npz["mask"]
+        variants = {"clean": clean, "masked": masked, **restorations(generator, masked, holes)}
+        predicted = {v: read(classifier, x) for v, x in variants.items()}
+        result = score(params, variants, predicted, labels, holes)
+        result["generalisation"] = generalisation(params, generator, classifier, clean, labels)
 
         save_json(paths.METRICS, result)
-        write_per_class_csv(result["per_class"])
+        write_csv(
+            paths.PER_CLASS,
+            ["class", *VARIANTS],
+            [[c, *(f"{row[v]:.4f}" for v in VARIANTS)] for c, row in result["per_class"].items()],
+        )
+        columns = list(next(iter(result["generalisation"].values())))
+        write_csv(
+            paths.GENERALISATION,
+            ["hole_side", *columns],
+            [
+                [GENERALISATION[name][0], *(f"{row[c]:.4f}" for c in columns)]
+                for name, row in result["generalisation"].items()
+                if not name.endswith("anywhere")
+            ],
+        )
         n = params.evaluate.grid_digits
-        grid = figures.labelled_grid(variants["restored"][:n], labels[:n], predicted["restored"][:n])
-        save_figure(grid, paths.RESTORED_GRID)
-        bars = figures.per_class_bars(result["per_class"])
-        save_figure(bars, paths.PER_CLASS_PLOT)
+        figures.save_figure(figures.labelled_grid(variants["restored"][:n], labels[:n], predicted["restored"][:n]), paths.RESTORED_GRID)
+        figures.save_figure(figures.per_class_bars(result["per_class"]), paths.PER_CLASS_PLOT)
+        figures.save_figure(figures.accuracy_by_hole(result["generalisation"]), paths.GENERALISATION_PLOT)
 
-        flat = flatten_metrics(result)
+        flat = m.flatten_metrics(result)
         mlflow.log_metrics(flat)
         tracking.log_to_parent(client, parent_id, flat)
-        for path in (paths.METRICS, paths.PER_CLASS, paths.RESTORED_GRID, paths.PER_CLASS_PLOT):
+        for path in (paths.METRICS, paths.PER_CLASS, paths.RESTORED_GRID, paths.PER_CLASS_PLOT,
+                     paths.GENERALISATION, paths.GENERALISATION_PLOT):
             mlflow.log_artifact(str(path))
         acc = result["accuracy"]
         print(
             f"accuracy clean {acc['clean']:.4f} masked {acc['masked']:.4f} restored {acc['restored']:.4f}; "
-            f"recovered fraction {result['recovered_fraction']}"
+            f"recovered fraction {result['recovered_fraction']}; "
+            + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in result["baselines"].items())
         )
 
 

@@ -8,6 +8,15 @@ matplotlib.use("Agg")  # no display on CI or servers
 import matplotlib.pyplot as plt
 import numpy as np
 
+from pipeline.atomic import atomic_path
+
+
+def save_figure(fig, path) -> None:
+    """Write the PNG atomically and free the figure (matplotlib keeps every open figure alive)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
 
 def _show(ax, image: np.ndarray, title: str | None = None) -> None:
     ax.imshow(image.squeeze(), cmap="gray", vmin=-1, vmax=1)
@@ -69,4 +78,18 @@ def per_class_bars(per_class: dict[str, dict[str, float]]):
     ax.set_ylim(0, 1)
     ax.legend(loc="lower right")
     ax.set_title("Per-class accuracy")
+    return fig
+
+
+def accuracy_by_hole(generalisation: dict[str, dict[str, float]]):
+    """Accuracy of each variant (masked, classical methods, restored) for each hole setting."""
+    settings = list(generalisation)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for variant in generalisation[settings[0]]:
+        ax.plot(settings, [generalisation[s][variant] for s in settings], marker="o", label=variant)
+    ax.set_xlabel("hole (corner in 8..11; 'anywhere': corner in 4..16)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title("Accuracy by hole size")
     return fig

@@ -27,13 +27,17 @@ class RestorationGAN(keras.Model):
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
 
-    def call(self, masked, training=False):
-        return self.generator(masked, training=training)
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
 
-    def losses_for(self, masked, clean, training: bool):
+    def losses_for(self, inputs, clean, training: bool):
         """D loss (the chapter's: mean BCE over the real batch at `real_label` and the fake batch at 0),
-        G loss (adversarial BCE towards 1, plus `recon_weight` x L1), and the L1 term alone."""
-        fake = self.generator(masked, training=training)
+        G loss (adversarial BCE towards 1, plus `recon_weight` x L1), and the L1 term alone.
+
+        `inputs` are generator inputs (masked image and hole channels); the discriminator sees `clean` and
+        the restoration of the same images (paired batches). With a patch discriminator the BCE is the
+        mean over its grid of patch verdicts."""
+        fake = self.generator(inputs, training=training)
         p = self.discriminator(ops.concatenate([clean, fake], axis=0), training=training)
         p_real, p_fake = ops.split(p, 2, axis=0)
         d_loss = 0.5 * (
@@ -44,9 +48,9 @@ class RestorationGAN(keras.Model):
         return d_loss, g_loss, l1
 
     def train_step(self, batch):
-        masked, clean = batch
+        inputs, clean = batch
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            d_loss, g_loss, l1 = self.losses_for(masked, clean, training=True)
+            d_loss, g_loss, l1 = self.losses_for(inputs, clean, training=True)
         d_weights = self.discriminator.trainable_weights
         g_weights = self.generator.trainable_weights
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_weights), d_weights))

@@ -19,6 +19,8 @@ METRICS = Path("results/metrics.json")
 PER_CLASS = Path("results/per_class_accuracy.csv")
 RESTORED_GRID = Path("results/restored_grid.png")
 PER_CLASS_PLOT = Path("data/evaluate/per_class_accuracy.png")
+GENERALISATION = Path("results/accuracy_by_hole.csv")
+GENERALISATION_PLOT = Path("results/accuracy_by_hole.png")
 
 
 def project_root() -> Path:

@@ -4,38 +4,56 @@ from __future__ import annotations
 
 import sys
 
-from pipeline import paths
+import keras
+import mlflow
+from keras import layers
+
+from pipeline import paths, tracking
+from pipeline.atomic import save_json, save_keras
 from pipeline.cli import run_stage
-from pipeline.config import Params
+from pipeline.config import IMAGE_SIDE, ClassifierParams, Params
+from pipeline.datasets import load_split, to_unit_range
+
+NUM_CLASSES = 10
+
+
+def build_classifier() -> keras.Model:
+    """Conv 32 s2 / 64 s2 / 128, dropout 0.2, dense 1024, softmax over the 10 classes."""
+    inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE, 1), name="image")
+    x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(inputs)
+    x = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(128, 3, padding="same", activation="relu")(x)
+    x = layers.Dropout(0.2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(1024, activation="relu")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def train(c: ClassifierParams, images, labels) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Seeded training on uint8 images; the last `validation_split` of them are held out."""
+    keras.utils.set_random_seed(c.seed)
+    model = build_classifier()
+    model.compile(
+        optimizer=keras.optimizers.Adam(c.lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        to_unit_range(images),
+        labels,
+        batch_size=c.batch_size,
+        epochs=c.epochs,
+        validation_split=c.validation_split,
+        verbose=2,
+    ).history
+    return model, history
 
 
 def main(params: Params) -> None:
-    import keras
-    import mlflow
-
-    from pipeline import tracking
-    from pipeline.atomic import save_json, save_keras
-    from pipeline.datasets import load_split, to_unit_range
-    from pipeline.models import build_classifier
-
-    c = params.classifier
     images, labels = load_split(paths.RAW_DIR, "train", params.data.max_train)
     with tracking.stage_run(params, "train_classifier", "classifier") as (client, run_id, parent_id):
-        keras.utils.set_random_seed(c.seed)
-        model = build_classifier()
-        model.compile(
-            optimizer=keras.optimizers.Adam(c.lr),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        history = model.fit(
-            to_unit_range(images),
-            labels,
-            batch_size=c.batch_size,
-            epochs=c.epochs,
-            validation_split=c.validation_split,
-            verbose=2,
-        ).history
+        model, history = train(params.classifier, images, labels)
         save_keras(model, paths.CLASSIFIER_MODEL)
         result = {"val_accuracy": history["val_accuracy"][-1], "val_loss": history["val_loss"][-1]}
         save_json(paths.CLASSIFIER_METRICS, result)

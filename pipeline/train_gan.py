@@ -11,28 +11,34 @@ import csv
 import sys
 import time
 
-from pipeline import paths
+import keras
+import mlflow
+import tensorflow as tf
+from tqdm import tqdm
+
+from pipeline import figures, paths, tracking
+from pipeline.atomic import atomic_path, load_npz, save_keras
 from pipeline.cli import run_stage
 from pipeline.config import Params
+from pipeline.datasets import load_split, to_unit_range
 from pipeline.errors import PipelineError
+from pipeline.gan import RestorationGAN
+from pipeline.models import build_discriminator, build_generator, generator_input
 
 LOSS_NAMES = ("d_loss", "g_loss", "l1")
 SAMPLES = 8
 
 
-def load_pairs(params: Params):
-    """Masked and clean training images, checked to belong together."""
-    from pipeline.atomic import load_npz
-    from pipeline.datasets import load_split, to_unit_range
-
+def load_training_data(params: Params):
+    """Masked images, their holes and the clean training images, checked to belong together."""
     images, _ = load_split(paths.RAW_DIR, "train", params.data.max_train)
-    masked = load_npz(paths.MASKED_DIR / "train.npz")["masked"]
-    if len(masked) != len(images):
+    masked_npz = load_npz(paths.MASKED_DIR / "train.npz")
+    if len(masked_npz["masked"]) != len(images):
         raise PipelineError(
-            f"{paths.MASKED_DIR / 'train.npz'} holds {len(masked)} images but {paths.RAW_DIR} gives "
+            f"{paths.MASKED_DIR / 'train.npz'} holds {len(masked_npz['masked'])} images but {paths.RAW_DIR} gives "
             f"{len(images)} for data.max_train={params.data.max_train}; rerun the mask stage (dvc repro)"
         )
-    return masked, to_unit_range(images)
+    return masked_npz["masked"], masked_npz["mask"], to_unit_range(images)
 
 
 def steps_per_epoch(params: Params, n_images: int) -> int:
@@ -44,9 +50,61 @@ def steps_per_epoch(params: Params, n_images: int) -> int:
     return steps
 
 
-def write_losses_csv(history: dict[str, list[float]]) -> None:
-    from pipeline.atomic import atomic_path
+def training_batches(masked, holes, clean, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Endless shuffled batches of (generator input, clean image); the hole channel is added per batch."""
+    return (
+        tf.data.Dataset.from_tensor_slices((masked, holes, clean))
+        .shuffle(len(clean), seed=seed)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .map(lambda m, h, c: (tf.concat([m, tf.cast(h, tf.float32)[..., None]], axis=-1), c))
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
+
+class LossProgress(keras.callbacks.Callback):
+    """A tqdm bar per epoch with the live losses; keeps every iteration's losses and hands each
+    epoch's to `on_epoch(epoch_history, first_step)` (the stage logs them to MLflow in one batch)."""
+
+    def __init__(self, epochs: int, steps: int, on_epoch=None):
+        super().__init__()
+        self.epochs, self.steps, self.on_epoch = epochs, steps, on_epoch
+        self.history = {name: [] for name in LOSS_NAMES}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="it", file=sys.stdout)
+        self.epoch_history = {name: [] for name in LOSS_NAMES}
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name in LOSS_NAMES:
+            self.epoch_history[name].append(float(logs[name]))
+        self.bar.set_postfix(d=f"{self.epoch_history['d_loss'][-1]:.3f}", g=f"{self.epoch_history['g_loss'][-1]:.3f}")
+        self.bar.update()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
+        if self.on_epoch:
+            self.on_epoch(self.epoch_history, epoch * self.steps)
+        for name in LOSS_NAMES:
+            self.history[name].extend(self.epoch_history[name])
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """After each epoch: original / masked / restored for a fixed set of training images, saved and logged."""
+
+    def __init__(self, inputs, clean):
+        super().__init__()
+        self.inputs, self.clean = inputs, clean
+
+    def on_epoch_end(self, epoch, logs=None):
+        restored = self.model.generator(self.inputs, training=False).numpy()
+        rows = {"original": self.clean, "masked": self.inputs[..., :1], "restored": restored}
+        path = paths.GAN_SAMPLES_DIR / f"epoch_{epoch + 1:02d}.png"
+        figures.save_figure(figures.sample_grid(rows, f"epoch {epoch + 1}"), path)
+        mlflow.log_artifact(str(path), "samples")
+
+
+def write_losses_csv(history: dict[str, list[float]]) -> None:
     with atomic_path(paths.GAN_LOSSES) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["iteration", *history])
@@ -54,80 +112,46 @@ def write_losses_csv(history: dict[str, list[float]]) -> None:
             writer.writerow([i, *(f"{v:.6g}" for v in row)])
 
 
-def main(params: Params) -> None:
-    import keras
-    import mlflow
-    import tensorflow as tf
-    from tqdm import tqdm
-
-    from pipeline import figures, tracking
-    from pipeline.atomic import save_figure, save_keras
-    from pipeline.gan import RestorationGAN
-    from pipeline.models import build_classic_generator, build_discriminator
-
+def train(params: Params, masked, holes, clean, callbacks=()) -> tuple[RestorationGAN, float]:
+    """Build the GAN of params.gan, seeded, and train it; return it with the training time in seconds."""
     g = params.gan
-    masked, clean = load_pairs(params)
+    keras.utils.set_random_seed(g.seed)
+    gan = RestorationGAN(
+        build_generator(g.generator, g.mask_channel, g.composite),
+        build_discriminator(g.discriminator),
+        g.real_label,
+        g.recon_weight,
+    )
+    gan.compile(
+        g_optimizer=keras.optimizers.Adam(g.lr_g, beta_1=g.beta1),
+        d_optimizer=keras.optimizers.Adam(g.lr_d, beta_1=g.beta1),
+    )
+    started = time.perf_counter()
+    gan.fit(
+        training_batches(masked, holes, clean, g.batch_size, g.seed),
+        epochs=g.epochs,
+        steps_per_epoch=steps_per_epoch(params, len(clean)),
+        shuffle=False,
+        verbose=0,
+        callbacks=list(callbacks),
+    )
+    return gan, time.perf_counter() - started
+
+
+def main(params: Params) -> None:
+    g = params.gan
+    masked, holes, clean = load_training_data(params)
     steps = steps_per_epoch(params, len(clean))
-
-    class Progress(keras.callbacks.Callback):
-        """tqdm bar per epoch with live losses; keeps every iteration's losses; logs them to MLflow per epoch."""
-
-        def __init__(self, client, run_id):
-            super().__init__()
-            self.client, self.run_id = client, run_id
-            self.history = {name: [] for name in LOSS_NAMES}
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{g.epochs}", unit="it", file=sys.stdout)
-            self.epoch_history = {name: [] for name in LOSS_NAMES}
-
-        def on_train_batch_end(self, batch, logs=None):
-            for name in LOSS_NAMES:
-                self.epoch_history[name].append(float(logs[name]))
-            self.bar.set_postfix(d=f"{self.epoch_history['d_loss'][-1]:.3f}", g=f"{self.epoch_history['g_loss'][-1]:.3f}")
-            self.bar.update()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.bar.close()
-            tracking.log_metric_history(self.client, self.run_id, self.epoch_history, first_step=epoch * steps)
-            for name in LOSS_NAMES:
-                self.history[name].extend(self.epoch_history[name])
-
-    class SampleGrid(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            restored = self.model.generator(masked[:SAMPLES], training=False).numpy()
-            fig = figures.sample_grid(
-                {"original": clean[:SAMPLES], "masked": masked[:SAMPLES], "restored": restored},
-                f"epoch {epoch + 1}",
-            )
-            path = paths.GAN_SAMPLES_DIR / f"epoch_{epoch + 1:02d}.png"
-            save_figure(fig, path)
-            figures.plt.close(fig)
-            mlflow.log_artifact(str(path), "samples")
-
     with tracking.stage_run(params, "train_gan", "gan") as (client, run_id, parent_id):
-        keras.utils.set_random_seed(g.seed)
-        dataset = (
-            tf.data.Dataset.from_tensor_slices((masked, clean))
-            .shuffle(len(clean), seed=g.seed)
-            .repeat()
-            .batch(g.batch_size, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE)
+        progress = LossProgress(
+            g.epochs, steps, lambda history, first: tracking.log_metric_history(client, run_id, history, first)
         )
-        gan = RestorationGAN(build_classic_generator(), build_discriminator(), g.real_label, g.recon_weight)
-        gan.compile(
-            g_optimizer=keras.optimizers.Adam(g.lr_g, beta_1=g.beta1),
-            d_optimizer=keras.optimizers.Adam(g.lr_d, beta_1=g.beta1),
-        )
-        progress = Progress(client, run_id)
-        started = time.perf_counter()
-        gan.fit(dataset, epochs=g.epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[progress, SampleGrid()])
-        seconds = time.perf_counter() - started
+        samples = SampleGrid(generator_input(masked[:SAMPLES], holes[:SAMPLES]), clean[:SAMPLES])
+        gan, seconds = train(params, masked, holes, clean, [progress, samples])
 
         save_keras(gan.generator, paths.GENERATOR_MODEL)
         write_losses_csv(progress.history)
-        fig = figures.loss_curves(progress.history, steps)
-        save_figure(fig, paths.GAN_LOSS_PLOT)
+        figures.save_figure(figures.loss_curves(progress.history, steps), paths.GAN_LOSS_PLOT)
         mlflow.log_artifact(str(paths.GAN_LOSS_PLOT))
         mlflow.log_artifact(str(paths.GAN_LOSSES))
         mlflow.log_artifact(str(paths.GENERATOR_MODEL), "model")

@@ -26,7 +26,9 @@ def test_default_params_are_the_classic_setting():
     assert (params.mask.size, params.mask.row_min, params.mask.row_max, params.mask.fill) == (8, 8, 11, -1.0)
     assert (params.gan.lr_g, params.gan.lr_d, params.gan.beta1, params.gan.real_label) == (2e-4, 4e-4, 0.5, 0.9)
     assert (params.classifier.epochs, params.classifier.batch_size, params.classifier.validation_split) == (3, 128, 0.2)
-    assert flatten(params)["gan.recon_weight"] == 0.0
+    recipe = (params.gan.generator, params.gan.mask_channel, params.gan.composite, params.gan.discriminator)
+    assert recipe == ("unet", True, True, "patch") and params.gan.recon_weight == 100.0
+    assert flatten(params)["gan.generator"] == "unet"
 
 
 @pytest.mark.parametrize(
@@ -44,6 +46,9 @@ def test_default_params_are_the_classic_setting():
         ("classifier", "validation_split", 1.0, "classifier.validation_split: must be in the open interval (0, 1)"),
         ("classifier", "batch_size", "128", "classifier.batch_size: must be an integer, got '128'"),
         ("gan", "epochs", 2.5, "gan.epochs: must be an integer, got 2.5"),
+        ("gan", "generator", "resnet", "gan.generator: unknown generator 'resnet'; allowed values are autoencoder, unet"),
+        ("gan", "discriminator", "local", "gan.discriminator: unknown discriminator 'local'; allowed values are global, patch"),
+        ("gan", "composite", "yes", "gan.composite: must be true or false, got 'yes'"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(section, key, value, message):
@@ -55,7 +60,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(section, key, value, messag
 def test_misspelled_key_lists_the_allowed_ones():
     raw = default()
     raw["gan"]["lr_gen"] = raw["gan"].pop("lr_g")
-    with pytest.raises(ParamsError, match=r"gan.lr_gen: unknown key; allowed keys in 'gan' are epochs, .*lr_g"):
+    with pytest.raises(ParamsError, match=r"gan.lr_gen: unknown key; allowed keys in 'gan' are generator, .*lr_g,"):
         parse_params(raw)
 
 

@@ -3,49 +3,100 @@ import numpy as np
 import pytest
 
 from pipeline.gan import RestorationGAN
-from pipeline.models import build_classic_generator, build_classifier, build_discriminator
+from pipeline.models import build_discriminator, build_generator, generator_input
+from pipeline.train_classifier import build_classifier
 
 
 @pytest.fixture(scope="module")
 def batch():
     rng = np.random.default_rng(0)
     clean = rng.uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
-    masked = clean.copy()
-    masked[:, 8:16, 8:16] = -1.0
-    return masked, clean
+    holes = np.zeros((16, 28, 28), dtype=bool)
+    holes[:, 8:16, 8:16] = True
+    masked = np.where(holes[..., None], -1.0, clean).astype(np.float32)
+    return masked, holes, clean
 
 
 def test_output_shapes_and_ranges(batch):
-    masked, _ = batch
+    masked, holes, _ = batch
     probabilities = build_classifier()(masked).numpy()
     assert probabilities.shape == (16, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    restored = build_classic_generator()(masked).numpy()
-    assert restored.shape == (16, 28, 28, 1) and restored.min() >= -1 and restored.max() <= 1
-    p_real = build_discriminator()(masked).numpy()
-    assert p_real.shape == (16, 1) and ((0 <= p_real) & (p_real <= 1)).all()
+    for kind in ("autoencoder", "unet"):
+        restored = build_generator(kind, True, False)(generator_input(masked, holes)).numpy()
+        assert restored.shape == (16, 28, 28, 1) and restored.min() >= -1 and restored.max() <= 1
+    assert build_discriminator("global")(masked).shape == (16, 1)
+    patch = build_discriminator("patch")(masked).numpy()
+    assert patch.shape == (16, 4, 4, 1) and ((0 <= patch) & (patch <= 1)).all()
 
 
-def make_gan(recon_weight: float) -> RestorationGAN:
+def test_switching_the_recipe_changes_the_model_built():
+    classic = build_generator("autoencoder", mask_channel=False, composite=False)
+    unet = build_generator("unet", mask_channel=True, composite=True)
+    assert not any(isinstance(layer, keras.layers.Concatenate) for layer in classic.layers)
+    assert sum(isinstance(layer, keras.layers.Concatenate) for layer in unet.layers) == 2  # the skips
+    first_conv = next(layer for layer in unet.layers if isinstance(layer, keras.layers.Conv2D))
+    assert first_conv.kernel.shape[2] == 2  # image + hole channel
+    first_conv = next(layer for layer in classic.layers if isinstance(layer, keras.layers.Conv2D))
+    assert first_conv.kernel.shape[2] == 1  # the image alone
+    assert classic.count_params() != unet.count_params()
+
+
+def test_composite_keeps_every_known_pixel_exactly(batch):
+    masked, holes, _ = batch
+    restored = build_generator("unet", True, composite=True)(generator_input(masked, holes)).numpy()
+    np.testing.assert_array_equal(restored[~holes], masked[~holes])
+    assert not np.allclose(restored[holes], masked[holes])  # the hole is filled by the network
+    raw = build_generator("unet", True, composite=False)(generator_input(masked, holes)).numpy()
+    assert not np.array_equal(raw[~holes], masked[~holes])
+
+
+def test_the_mask_channel_is_used(batch):
+    masked, holes, _ = batch
     keras.utils.set_random_seed(0)
-    gan = RestorationGAN(build_classic_generator(), build_discriminator(), 0.9, recon_weight)
+    generator = build_generator("unet", mask_channel=True, composite=False)
+    other_holes = np.roll(holes, 6, axis=2)  # same pixels in, the hole said to be elsewhere
+    a = generator(generator_input(masked, holes)).numpy()
+    b = generator(generator_input(masked, other_holes)).numpy()
+    assert not np.allclose(a, b)
+    blind = build_generator("unet", mask_channel=False, composite=False)
+    np.testing.assert_array_equal(
+        blind(generator_input(masked, holes)).numpy(), blind(generator_input(masked, other_holes)).numpy()
+    )
+
+
+def make_gan(recon_weight: float, generator=None) -> RestorationGAN:
+    keras.utils.set_random_seed(0)
+    generator = generator or build_generator("autoencoder", False, False)
+    gan = RestorationGAN(generator, build_discriminator("global"), 0.9, recon_weight)
     gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(4e-4, beta_1=0.5))
     return gan
 
 
 def test_recon_weight_adds_weighted_l1_to_the_generator_loss(batch):
-    masked, clean = batch
-    d0, g0, l1_0 = (float(v) for v in make_gan(0.0).losses_for(masked, clean, training=False))
-    d1, g1, l1_1 = (float(v) for v in make_gan(10.0).losses_for(masked, clean, training=False))
-    assert l1_0 == pytest.approx(l1_1) and d0 == pytest.approx(d1)
+    masked, holes, clean = batch
+    inputs = generator_input(masked, holes)
+    d0, g0, l1_0 = (float(v) for v in make_gan(0.0).losses_for(inputs, clean, training=False))
+    d1, g1, l1_1 = (float(v) for v in make_gan(10.0).losses_for(inputs, clean, training=False))
+    assert l1_0 > 0 and l1_0 == pytest.approx(l1_1) and d0 == pytest.approx(d1)
     assert g1 == pytest.approx(g0 + 10.0 * l1_0, rel=1e-5)
 
 
+def test_l1_is_zero_when_the_generator_reproduces_the_target(batch):
+    masked, holes, clean = batch
+    image_only = keras.Input((28, 28, 2))
+    identity = keras.Model(image_only, image_only[..., :1])  # returns channel 0 unchanged
+    inputs = generator_input(clean, holes)  # the "masked" image is the target itself
+    _, _, l1 = make_gan(100.0, identity).losses_for(inputs, clean, training=False)
+    assert float(l1) == 0.0
+
+
 def test_one_train_step_updates_both_networks(batch):
+    masked, holes, clean = batch
     gan = make_gan(0.0)
     generator_before = [w.numpy().copy() for w in gan.generator.trainable_weights]
     discriminator_before = [w.numpy().copy() for w in gan.discriminator.trainable_weights]
-    logs = gan.train_step(batch)
+    logs = gan.train_step((generator_input(masked, holes), clean))
     assert all(np.isfinite(float(logs[k])) for k in ("d_loss", "g_loss", "l1"))
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(generator_before, gan.generator.trainable_weights))
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(discriminator_before, gan.discriminator.trainable_weights))

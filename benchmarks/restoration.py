@@ -1,0 +1,118 @@
+"""Restoration benchmark: the classic GAN recipe, the inpainting recipe and OpenCV, on both datasets.
+
+    DIGIT_RESTORE_MIRROR=../shared/datasets python benchmarks/restoration.py \
+        [--datasets mnist fashion-mnist] [--recipes classic inpainting] [--seeds 0 1 2] [--epochs N]
+
+Uses params.yaml for everything else (mask, classifier, GAN hyper-parameters), trains the
+classifier once per dataset, each recipe once per seed, and prints one markdown table:
+clean / masked / restored accuracy, recovered fraction, L1 and PSNR in the hole, phone-number
+success and training time. Full size by default; this is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+from pathlib import Path
+
+from pipeline import classical
+from pipeline import metrics as m
+from pipeline.config import DATASETS, load_params
+from pipeline.datasets import load_split, to_unit_range
+from pipeline.download import fetch_dataset
+from pipeline.evaluate import PREDICT_BATCH, read
+from pipeline.masks import apply_masks, split_rng, square_masks
+from pipeline.models import generator_input
+from pipeline.train_classifier import train as train_classifier
+from pipeline.train_gan import LossProgress, steps_per_epoch
+from pipeline.train_gan import train as train_gan
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / ".data"
+# The chapter's recipe; "inpainting" is params.yaml's gan section as it stands.
+RECIPES = {
+    "classic": dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0),
+    "inpainting": {},
+}
+COLUMNS = ["dataset", "restorer", "seed", "clean", "masked", "restored", "recovered", "L1 hole", "PSNR hole",
+           "phone ok (masked -> restored)", "train s"]
+
+
+def masked_split(params, raw: Path, split: str):
+    images, labels = load_split(raw, split)
+    clean = to_unit_range(images)
+    holes = square_masks(len(clean), params.mask, split_rng(params.mask.seed, split))
+    return images, labels, clean, holes, apply_masks(clean, holes, params.mask.fill)
+
+
+def row(dataset, restorer, seed, acc_clean, acc_masked, restored, clean, holes, labels, classifier, seconds):
+    acc = m.accuracy(read(classifier, restored), labels)
+    recovered = m.recovered_fraction(acc_clean, acc_masked, acc)
+    return {
+        "dataset": dataset, "restorer": restorer, "seed": seed, "clean": acc_clean, "masked": acc_masked,
+        "restored": acc, "recovered": recovered, "L1 hole": m.hole_mae(restored, clean, holes),
+        "PSNR hole": m.hole_psnr(restored, clean, holes),
+        "phone ok (masked -> restored)": f"{m.phone_number_success(acc_masked, 10):.3f} -> {m.phone_number_success(acc, 10):.3f}",
+        "train s": seconds,
+    }
+
+
+def fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, help="override gan.epochs")
+    args = parser.parse_args()
+
+    base = load_params(ROOT / "params.yaml")
+    rows = []
+    for dataset in args.datasets:
+        raw = CACHE / dataset
+        if not raw.is_dir():
+            fetch_dataset(dataset, raw)
+        params = dataclasses.replace(base, data=dataclasses.replace(base.data, dataset=dataset))
+        train_images, train_labels, train_clean, train_holes, train_masked = masked_split(params, raw, "train")
+        _, labels, clean, holes, masked = masked_split(params, raw, "test")
+        classifier, _ = train_classifier(params.classifier, train_images, train_labels)
+        acc_clean = m.accuracy(read(classifier, clean), labels)
+        acc_masked = m.accuracy(read(classifier, masked), labels)
+        common = (clean, holes, labels, classifier)
+        for method in classical.METHODS:
+            started = time.perf_counter()
+            restored = classical.inpaint(masked, holes, method)
+            rows.append(row(dataset, f"opencv {method}", "-", acc_clean, acc_masked, restored, *common, 0.0))
+            print(f"{dataset} {method}: {time.perf_counter() - started:.2f} s for {len(masked)} images")
+        for recipe in args.recipes:
+            for seed in args.seeds:
+                gan_params = dataclasses.replace(params.gan, seed=seed, **RECIPES[recipe])
+                if args.epochs:
+                    gan_params = dataclasses.replace(gan_params, epochs=args.epochs)
+                run_params = dataclasses.replace(params, gan=gan_params)
+                steps = steps_per_epoch(run_params, len(train_clean))
+                gan, seconds = train_gan(
+                    run_params, train_masked, train_holes, train_clean, [LossProgress(gan_params.epochs, steps)]
+                )
+                restored = gan.generator.predict(generator_input(masked, holes), batch_size=PREDICT_BATCH, verbose=0)
+                rows.append(row(dataset, recipe, seed, acc_clean, acc_masked, restored, *common, seconds))
+                print(" | ".join(fmt(rows[-1][c]) for c in COLUMNS), flush=True)
+
+    print("\n| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS))
+    for r in rows:
+        print("| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |")
+    print("\nAcross seeds (mean, min..max):")
+    for (dataset, restorer) in dict.fromkeys((r["dataset"], r["restorer"]) for r in rows if r["seed"] != "-"):
+        values = [r for r in rows if r["dataset"] == dataset and r["restorer"] == restorer]
+        for key in ("restored", "recovered", "L1 hole"):
+            series = [r[key] for r in values]
+            print(f"- {dataset} {restorer} {key}: {statistics.mean(series):.4f} ({min(series):.4f}..{max(series):.4f}), n={len(series)}")
+
+
+if __name__ == "__main__":
+    main()
