@@ -64,6 +64,15 @@ def test_metrics_have_every_key_in_range(tiny_repo):
     # A hole filled with -1 (black) differs from the digit wherever the digit had ink.
     assert 0 < metrics["hole"]["mae_masked"] <= 1 and 0 < metrics["hole"]["mae_restored"] <= 1
     assert metrics["hole"]["psnr_masked"] > 0 and metrics["hole"]["psnr_restored"] > 0
+    assert set(metrics["baselines"]) == {"telea", "navier_stokes"}
+    for baseline in metrics["baselines"].values():
+        assert 0 <= baseline["accuracy"] <= 1 and 0 < baseline["hole_mae"] < metrics["hole"]["mae_masked"]
+    assert set(metrics["generalisation"]) == {"4x4", "8x8", "12x12", "14x14", "8x8_anywhere"}
+    for row in metrics["generalisation"].values():
+        assert set(row) == {"masked", "restored", "telea", "navier_stokes"} and all(0 <= v <= 1 for v in row.values())
+    by_hole = (tiny_repo / "results/accuracy_by_hole.csv").read_text().splitlines()
+    assert by_hole[0] == "hole_side,masked,restored,telea,navier_stokes"
+    assert [line.split(",")[0] for line in by_hole[1:]] == ["4", "8", "12", "14"]
     csv_lines = (tiny_repo / "results/per_class_accuracy.csv").read_text().splitlines()
     assert csv_lines[0] == "class,clean,masked,restored" and len(csv_lines) == 11
     assert (tiny_repo / "results/restored_grid.png").read_bytes()[:4] == b"\x89PNG"
