@@ -16,11 +16,10 @@ import mlflow
 
 from pipeline import classical, figures, paths, tracking
 from pipeline import metrics as m
-from pipeline.atomic import atomic_path, load_npz, save_json
+from pipeline.atomic import atomic_path, save_json
 from pipeline.cli import run_stage
 from pipeline.config import Params
-from pipeline.datasets import load_split, to_unit_range
-from pipeline.errors import PipelineError
+from pipeline.mask import load_masked_split
 from pipeline.masks import apply_masks, split_rng, square_masks
 from pipeline.models import generator_input
 
@@ -100,17 +99,10 @@ def write_csv(path, header: list[str], rows: list[list]) -> None:
 
 
 def main(params: Params) -> None:
-    images, labels = load_split(paths.RAW_DIR, "test", params.data.max_test)
-    masked_npz = load_npz(paths.MASKED_DIR / "test.npz")
-    if len(masked_npz["masked"]) != len(images):
-        raise PipelineError(
-            f"{paths.MASKED_DIR / 'test.npz'} holds {len(masked_npz['masked'])} images but {paths.RAW_DIR} gives "
-            f"{len(images)} for data.max_test={params.data.max_test}; rerun the mask stage (dvc repro)"
-        )
+    clean, labels, masked, holes = load_masked_split(params, "test")
     with tracking.stage_run(params, "evaluate", "evaluate") as (client, run_id, parent_id):
         classifier = keras.models.load_model(paths.CLASSIFIER_MODEL)
         generator = keras.models.load_model(paths.GENERATOR_MODEL)
-        clean, masked, holes = to_unit_range(images), masked_npz["masked"], masked_npz["mask"]
         variants = {"clean": clean, "masked": masked, **restorations(generator, masked, holes)}
         predicted = {v: read(classifier, x) for v, x in variants.items()}
         result = score(params, variants, predicted, labels, holes)

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,9 +24,11 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import paths
 from pipeline.config import Params, flatten
+from pipeline.errors import PipelineError
 
 KEY_TAG = "digit_restore.pipeline_key"
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
+SERVER_TIMEOUT_S = 5
 
 
 def tracking_uri() -> str:
@@ -55,6 +58,21 @@ def provenance() -> dict[str, str]:
         "git_dirty": str(bool(changes)).lower(),
         "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
     }
+
+
+def check_server(uri: str) -> None:
+    """Fail in seconds, before any training, when a remote tracking server does not answer
+    (MLflow's own client retries for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise PipelineError(
+            f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers ({exc}); start it, or unset "
+            "MLFLOW_TRACKING_URI to use the SQLite store in the repository"
+        ) from None
 
 
 def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
@@ -92,6 +110,7 @@ def stage_run(params: Params, stage: str, section: str):
     The child logs the params of its own section; the parent holds them all.
     """
     uri = tracking_uri()
+    check_server(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     experiment_id = _experiment_id(client, params.tracking.experiment, uri)

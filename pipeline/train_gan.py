@@ -8,6 +8,7 @@ iteration. Each epoch also writes a sample grid (original / masked / restored).
 from __future__ import annotations
 
 import csv
+import math
 import sys
 import time
 
@@ -17,28 +18,16 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline import figures, paths, tracking
-from pipeline.atomic import atomic_path, load_npz, save_keras
+from pipeline.atomic import atomic_path, save_keras
 from pipeline.cli import run_stage
 from pipeline.config import Params
-from pipeline.datasets import load_split, to_unit_range
 from pipeline.errors import PipelineError
 from pipeline.gan import RestorationGAN
+from pipeline.mask import load_masked_split
 from pipeline.models import build_discriminator, build_generator, generator_input
 
 LOSS_NAMES = ("d_loss", "g_loss", "l1")
 SAMPLES = 8
-
-
-def load_training_data(params: Params):
-    """Masked images, their holes and the clean training images, checked to belong together."""
-    images, _ = load_split(paths.RAW_DIR, "train", params.data.max_train)
-    masked_npz = load_npz(paths.MASKED_DIR / "train.npz")
-    if len(masked_npz["masked"]) != len(images):
-        raise PipelineError(
-            f"{paths.MASKED_DIR / 'train.npz'} holds {len(masked_npz['masked'])} images but {paths.RAW_DIR} gives "
-            f"{len(images)} for data.max_train={params.data.max_train}; rerun the mask stage (dvc repro)"
-        )
-    return masked_npz["masked"], masked_npz["mask"], to_unit_range(images)
 
 
 def steps_per_epoch(params: Params, n_images: int) -> int:
@@ -64,7 +53,8 @@ def training_batches(masked, holes, clean, batch_size: int, seed: int) -> tf.dat
 
 class LossProgress(keras.callbacks.Callback):
     """A tqdm bar per epoch with the live losses; keeps every iteration's losses and hands each
-    epoch's to `on_epoch(epoch_history, first_step)` (the stage logs them to MLflow in one batch)."""
+    epoch's to `on_epoch(epoch_history, first_step)` (the stage logs them to MLflow in one batch).
+    Stops training at the first non-finite loss: nothing after it would be worth saving."""
 
     def __init__(self, epochs: int, steps: int, on_epoch=None):
         super().__init__()
@@ -72,12 +62,23 @@ class LossProgress(keras.callbacks.Callback):
         self.history = {name: [] for name in LOSS_NAMES}
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="it", file=sys.stdout)
+        self.epoch = epoch
+        self.bar = tqdm(
+            total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="it", mininterval=1.0, file=sys.stdout
+        )
         self.epoch_history = {name: [] for name in LOSS_NAMES}
 
     def on_train_batch_end(self, batch, logs=None):
-        for name in LOSS_NAMES:
-            self.epoch_history[name].append(float(logs[name]))
+        losses = {name: float(logs[name]) for name in LOSS_NAMES}
+        if not all(math.isfinite(value) for value in losses.values()):
+            self.bar.close()
+            raise PipelineError(
+                f"training diverged at iteration {self.epoch * self.steps + batch} (epoch {self.epoch + 1}, "
+                f"batch {batch}): {', '.join(f'{k}={v}' for k, v in losses.items())}; no generator was saved. "
+                "Lower gan.lr_g / gan.lr_d or gan.recon_weight."
+            )
+        for name, value in losses.items():
+            self.epoch_history[name].append(value)
         self.bar.set_postfix(d=f"{self.epoch_history['d_loss'][-1]:.3f}", g=f"{self.epoch_history['g_loss'][-1]:.3f}")
         self.bar.update()
 
@@ -140,7 +141,7 @@ def train(params: Params, masked, holes, clean, callbacks=()) -> tuple[Restorati
 
 def main(params: Params) -> None:
     g = params.gan
-    masked, holes, clean = load_training_data(params)
+    clean, _, masked, holes = load_masked_split(params, "train")
     steps = steps_per_epoch(params, len(clean))
     with tracking.stage_run(params, "train_gan", "gan") as (client, run_id, parent_id):
         progress = LossProgress(

@@ -100,3 +100,14 @@ def test_one_train_step_updates_both_networks(batch):
     assert all(np.isfinite(float(logs[k])) for k in ("d_loss", "g_loss", "l1"))
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(generator_before, gan.generator.trainable_weights))
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(discriminator_before, gan.discriminator.trainable_weights))
+
+
+def test_a_non_finite_loss_stops_training_and_names_the_iteration():
+    from pipeline.errors import PipelineError
+    from pipeline.train_gan import LossProgress
+
+    progress = LossProgress(epochs=2, steps=10)
+    progress.on_epoch_begin(1)
+    progress.on_train_batch_end(0, {"d_loss": 0.7, "g_loss": 3.0, "l1": 0.1})
+    with pytest.raises(PipelineError, match=r"diverged at iteration 13 \(epoch 2, batch 3\): d_loss=0.6, g_loss=nan"):
+        progress.on_train_batch_end(3, {"d_loss": 0.6, "g_loss": float("nan"), "l1": 0.1})
