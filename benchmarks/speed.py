@@ -1,0 +1,184 @@
+"""Training and restoration speed: the chapter's loop against the project's compiled train step.
+
+    python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0]
+
+In one process, on the same random batches of 128 images, times
+  (a) the chapter's loop: generator.predict, discriminator.train_on_batch on 256 images,
+      then the stacked (generator -> frozen discriminator) model's train_on_batch, from Python;
+  (b) the project's `RestorationGAN.train_step` (one compiled graph) for the classic recipe
+      and for the default recipe of params.yaml;
+and restoring 10,000 images with each generator. Prints the median seconds per iteration,
+images per second, the ratio to (a), seconds per epoch of 60,000 images, the FLOPs of one
+step counted from the layer shapes, the fraction of the peak FLOP/s of a large matmul on this
+machine that each reaches, and the peak RSS. Warm-up iterations are excluded. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.config import load_params
+from pipeline.gan import RestorationGAN
+from pipeline.models import build_discriminator, build_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 128
+EPOCH_IMAGES = 60_000
+RESTORE_IMAGES = 10_000
+CLASSIC = dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0)
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Multiply-adds x 2 of the Conv2D and Dense layers for one image (the rest is negligible)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            k_h, k_w, c_in, _ = layer.kernel.shape
+            total += 2 * h * w * k_h * k_w * c_in * c_out
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * int(np.prod(layer.kernel.shape))
+    return total
+
+
+def peak_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    a = tf.random.uniform((n, n))
+    matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
+    matmul(a).numpy()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        matmul(a).numpy()
+        times.append(time.perf_counter() - started)
+    return 2 * n**3 / min(times)
+
+
+def median_seconds(step, iterations: int, warmup: int) -> float:
+    times = []
+    for i in range(warmup + iterations):
+        started = time.perf_counter()
+        step(i)
+        if i >= warmup:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.Model]:
+    """The chapter's three Python-level calls per iteration, with its optimisers and losses."""
+    generator = build_generator(gan_params.generator, gan_params.mask_channel, gan_params.composite)
+    discriminator = build_discriminator(gan_params.discriminator)
+    discriminator.compile(keras.optimizers.Adam(gan_params.lr_d, beta_1=gan_params.beta1), "binary_crossentropy")
+    stacked = keras.Model(generator.input, discriminator(generator.output))
+    stacked.compile(keras.optimizers.Adam(gan_params.lr_g, beta_1=gan_params.beta1), "binary_crossentropy")
+    labels = np.concatenate([np.full((BATCH, 1), gan_params.real_label), np.zeros((BATCH, 1))]).astype(np.float32)
+    ones = np.ones((BATCH, 1), dtype=np.float32)
+
+    def step(i):
+        inputs, clean = batches[i % len(batches)]
+        fake = generator.predict(inputs, verbose=0)
+        # Keras 3 fixes a model's trainable weights when its train function is first traced:
+        # D trains in its own call, and is frozen inside the stacked model's.
+        discriminator.trainable = True
+        discriminator.train_on_batch(np.concatenate([clean, fake]), labels)
+        discriminator.trainable = False
+        stacked.train_on_batch(inputs, ones)
+
+    return median_seconds(step, iterations, warmup), generator
+
+
+def project_step(gan_params, batches, iterations, warmup) -> tuple[float, keras.Model]:
+    gan = RestorationGAN(
+        build_generator(gan_params.generator, gan_params.mask_channel, gan_params.composite),
+        build_discriminator(gan_params.discriminator),
+        gan_params.real_label,
+        gan_params.recon_weight,
+    )
+    gan.compile(
+        keras.optimizers.Adam(gan_params.lr_g, beta_1=gan_params.beta1),
+        keras.optimizers.Adam(gan_params.lr_d, beta_1=gan_params.beta1),
+    )
+    compiled = tf.function(gan.train_step)
+    tensors = [(tf.constant(x), tf.constant(y)) for x, y in batches]
+
+    def step(i):
+        logs = compiled(tensors[i % len(tensors)])
+        float(logs["g_loss"])  # wait for the step to finish
+
+    return median_seconds(step, iterations, warmup), gan.generator
+
+
+def restore_seconds(generator: keras.Model, images: np.ndarray, chapter_style: bool) -> float:
+    """Chapter: predict() with its default batch of 32. Project: one compiled call per 2,000 images."""
+    if chapter_style:
+        started = time.perf_counter()
+        generator.predict(images, verbose=0)
+        return time.perf_counter() - started
+    restore = tf.function(lambda x: generator(x, training=False))
+    restore(images[:2000])
+    started = time.perf_counter()
+    for start in range(0, len(images), 2000):
+        restore(images[start : start + 2000]).numpy()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--intra", type=int, default=0, help="intra-op threads (0 = TensorFlow's default)")
+    parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0 = TensorFlow's default)")
+    args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter)
+    keras.utils.set_random_seed(0)
+
+    default = load_params(ROOT / "params.yaml").gan
+    classic = dataclasses.replace(default, **CLASSIC)
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(8):
+        clean = rng.uniform(-1, 1, (BATCH, 28, 28, 1)).astype(np.float32)
+        holes = np.zeros((BATCH, 28, 28, 1), dtype=np.float32)
+        holes[:, 8:16, 8:16] = 1.0
+        batches.append((np.concatenate([np.where(holes > 0, -1.0, clean), holes], -1).astype(np.float32), clean))
+    test_images = np.concatenate([batches[i % 8][0] for i in range(RESTORE_IMAGES // BATCH + 1)])[:RESTORE_IMAGES]
+
+    peak = peak_matmul_flops()
+    print(f"peak matmul: {peak / 1e9:.0f} GFLOP/s (2048x2048 float32, best of 5)")
+    variants = [
+        ("(a) chapter loop, classic recipe", chapter_loop, classic, True),
+        ("(b) train_step, classic recipe", project_step, classic, False),
+        ("(b) train_step, default recipe", project_step, default, False),
+    ]
+    print(f"\n| variant | s/iteration | images/s | vs (a) | s/epoch | GFLOP/step | of peak | restore 10k s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    baseline = None
+    for name, run, gan_params, chapter_style in variants:
+        seconds, generator = run(gan_params, batches, args.iterations, args.warmup)
+        baseline = baseline or seconds
+        g = forward_flops(generator)
+        d = forward_flops(build_discriminator(gan_params.discriminator))
+        # Per image: (a) G forward in predict, D trained on real+fake (3x forward each), stacked G+D trained
+        # (3x G, 3x D); (b) one G forward+backward (3x) and D forward+backward on real and fake (3x, 2 images).
+        flops = BATCH * ((4 * g + 9 * d) if chapter_style else (3 * g + 6 * d))
+        restore = restore_seconds(generator, test_images, chapter_style)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"| {name} | {seconds:.3f} | {BATCH / seconds:.0f} | {baseline / seconds:.2f}x | "
+            f"{EPOCH_IMAGES / BATCH * seconds:.0f} | {flops / 1e9:.1f} | {flops / seconds / peak:.0%} | "
+            f"{restore:.2f} | {rss:.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
