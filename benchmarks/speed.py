@@ -159,7 +159,7 @@ def main() -> None:
         ("(b) train_step, classic recipe", project_step, classic, False),
         ("(b) train_step, default recipe", project_step, default, False),
     ]
-    print(f"\n| variant | s/iteration | images/s | vs (a) | s/epoch | GFLOP/step | of peak | restore 10k s | peak RSS MB |")
+    print(f"\n| variant | s/iteration | images/s | vs (a) | s/epoch | GFLOP/step | of peak | restore 10k s | process peak RSS so far, MB |")
     print("|---|---|---|---|---|---|---|---|---|")
     baseline = None
     for name, run, gan_params, chapter_style in variants:
