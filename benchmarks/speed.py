@@ -27,8 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.config import load_params
-from pipeline.gan import RestorationGAN
 from pipeline.models import build_discriminator, build_generator
+from pipeline.train_gan import build_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 128
@@ -96,16 +96,7 @@ def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.
 
 
 def project_step(gan_params, batches, iterations, warmup) -> tuple[float, keras.Model]:
-    gan = RestorationGAN(
-        build_generator(gan_params.generator, gan_params.mask_channel, gan_params.composite),
-        build_discriminator(gan_params.discriminator),
-        gan_params.real_label,
-        gan_params.recon_weight,
-    )
-    gan.compile(
-        keras.optimizers.Adam(gan_params.lr_g, beta_1=gan_params.beta1),
-        keras.optimizers.Adam(gan_params.lr_d, beta_1=gan_params.beta1),
-    )
+    gan = build_gan(gan_params)
     compiled = tf.function(gan.train_step)
     tensors = [(tf.constant(x), tf.constant(y)) for x, y in batches]
 
@@ -159,7 +150,7 @@ def main() -> None:
         ("(b) train_step, classic recipe", project_step, classic, False),
         ("(b) train_step, default recipe", project_step, default, False),
     ]
-    print(f"\n| variant | s/iteration | images/s | vs (a) | s/epoch | GFLOP/step | of peak | restore 10k s | process peak RSS so far, MB |")
+    print("\n| variant | s/iteration | images/s | vs (a) | s/epoch | GFLOP/step | of peak | restore 10k s | process peak RSS so far, MB |")
     print("|---|---|---|---|---|---|---|---|---|")
     baseline = None
     for name, run, gan_params, chapter_style in variants:

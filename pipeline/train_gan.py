@@ -20,7 +20,7 @@ from tqdm import tqdm
 from pipeline import figures, paths, tracking
 from pipeline.atomic import atomic_path, save_keras
 from pipeline.cli import run_stage
-from pipeline.config import Params
+from pipeline.config import GanParams, Params
 from pipeline.errors import PipelineError
 from pipeline.gan import RestorationGAN
 from pipeline.mask import load_masked_split
@@ -113,10 +113,8 @@ def write_losses_csv(history: dict[str, list[float]]) -> None:
             writer.writerow([i, *(f"{v:.6g}" for v in row)])
 
 
-def train(params: Params, masked, holes, clean, callbacks=()) -> tuple[RestorationGAN, float]:
-    """Build the GAN of params.gan, seeded, and train it; return it with the training time in seconds."""
-    g = params.gan
-    keras.utils.set_random_seed(g.seed)
+def build_gan(g: GanParams) -> RestorationGAN:
+    """The recipe of params.gan with its Adam optimisers, ready to train."""
     gan = RestorationGAN(
         build_generator(g.generator, g.mask_channel, g.composite),
         build_discriminator(g.discriminator),
@@ -127,6 +125,14 @@ def train(params: Params, masked, holes, clean, callbacks=()) -> tuple[Restorati
         g_optimizer=keras.optimizers.Adam(g.lr_g, beta_1=g.beta1),
         d_optimizer=keras.optimizers.Adam(g.lr_d, beta_1=g.beta1),
     )
+    return gan
+
+
+def train(params: Params, masked, holes, clean, callbacks=()) -> tuple[RestorationGAN, float]:
+    """Build the GAN of params.gan, seeded, and train it; return it with the training time in seconds."""
+    g = params.gan
+    keras.utils.set_random_seed(g.seed)
+    gan = build_gan(g)
     started = time.perf_counter()
     gan.fit(
         training_batches(masked, holes, clean, g.batch_size, g.seed),
