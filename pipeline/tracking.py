@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from pipeline import paths
@@ -141,7 +141,3 @@ def log_to_parent(client: MlflowClient, parent_id: str, metrics: dict[str, float
     """Headline numbers also go on the parent run, so the compare view shows them per configuration."""
     now = int(time.time() * 1000)
     client.log_batch(parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-
-
-def tag_parent(client: MlflowClient, parent_id: str, tags: dict[str, str]) -> None:
-    client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in tags.items()])
