@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline import classical
 from pipeline import metrics as m
-from pipeline.config import DATASETS, load_params
+from pipeline.config import CLASSIC_RECIPE, DATASETS, load_params
 from pipeline.datasets import load_split, to_unit_range
 from pipeline.download import fetch_dataset
 from pipeline.evaluate import PREDICT_BATCH, read
@@ -31,11 +31,8 @@ from pipeline.train_gan import train as train_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".data"
-# The chapter's recipe; "inpainting" is params.yaml's gan section as it stands.
-RECIPES = {
-    "classic": dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0),
-    "inpainting": {},
-}
+# "inpainting" is params.yaml's gan section as it stands.
+RECIPES = {"classic": CLASSIC_RECIPE, "inpainting": {}}
 COLUMNS = ["dataset", "restorer", "seed", "clean", "masked", "restored", "recovered", "L1 hole", "PSNR hole",
            "phone ok (masked -> restored)", "train s"]
 

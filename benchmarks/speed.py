@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.config import load_params
+from pipeline.config import CLASSIC_RECIPE, load_params
 from pipeline.models import build_discriminator, build_generator
 from pipeline.train_gan import build_gan
 
@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BATCH = 128
 EPOCH_IMAGES = 60_000
 RESTORE_IMAGES = 10_000
-CLASSIC = dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0)
 
 
 def forward_flops(model: keras.Model) -> int:
@@ -133,7 +132,7 @@ def main() -> None:
     keras.utils.set_random_seed(0)
 
     default = load_params(ROOT / "params.yaml").gan
-    classic = dataclasses.replace(default, **CLASSIC)
+    classic = dataclasses.replace(default, **CLASSIC_RECIPE)
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(8):

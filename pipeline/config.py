@@ -19,6 +19,8 @@ from pipeline.errors import PipelineError
 DATASETS = ("mnist", "fashion-mnist")
 GENERATORS = ("autoencoder", "unet")
 DISCRIMINATORS = ("global", "patch")
+# The chapter's recipe, as overrides of the gan section (params.yaml defaults to the inpainting recipe).
+CLASSIC_RECIPE = dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0)
 IMAGE_SIDE = 28
 
 
