@@ -20,12 +20,19 @@ class RestorationGAN(keras.Model):
         self.discriminator = discriminator
         self.real_label = real_label
         self.recon_weight = recon_weight
+        # Keras losses (not hand-written means) so that under a tf.distribute strategy each replica's
+        # loss is divided by the number of replicas and the summed gradients are the global mean.
         self.bce = keras.losses.BinaryCrossentropy()
+        self.mae = keras.losses.MeanAbsoluteError()
 
     def compile(self, g_optimizer: keras.optimizers.Optimizer, d_optimizer: keras.optimizers.Optimizer, **kwargs):
         super().compile(**kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
+        # Create the optimizer slots now, inside the caller's strategy scope: created lazily in the
+        # first distributed step they would be per-replica placeholders that never get fed.
+        g_optimizer.build(self.generator.trainable_variables)
+        d_optimizer.build(self.discriminator.trainable_variables)
 
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
@@ -43,7 +50,7 @@ class RestorationGAN(keras.Model):
         d_loss = 0.5 * (
             self.bce(ops.full_like(p_real, self.real_label), p_real) + self.bce(ops.zeros_like(p_fake), p_fake)
         )
-        l1 = ops.mean(ops.abs(fake - clean))
+        l1 = self.mae(clean, fake)
         g_loss = self.bce(ops.ones_like(p_fake), p_fake) + self.recon_weight * l1
         return d_loss, g_loss, l1
 
@@ -55,4 +62,7 @@ class RestorationGAN(keras.Model):
         g_weights = self.generator.trainable_weights
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_weights), d_weights))
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_weights), g_weights))
-        return {"d_loss": d_loss, "g_loss": g_loss, "l1": l1}
+        losses = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1}
+        # Undo the per-replica scaling for reporting: the logged values are the losses of the whole batch.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return {name: value * replicas for name, value in losses.items()}
