@@ -14,7 +14,7 @@ import sys
 import keras
 import mlflow
 
-from pipeline import classical, figures, paths, tracking
+from pipeline import classical, figures, paths, registry, tracking
 from pipeline import metrics as m
 from pipeline.atomic import atomic_path, save_json
 from pipeline.cli import run_stage
@@ -136,12 +136,14 @@ def main(params: Params) -> None:
         for path in (paths.METRICS, paths.PER_CLASS, paths.RESTORED_GRID, paths.PER_CLASS_PLOT,
                      paths.GENERALISATION, paths.GENERALISATION_PLOT):
             mlflow.log_artifact(str(path))
+        decisions = registry.record_evaluation(params, result, clean, masked, holes)
         acc = result["accuracy"]
         print(
             f"accuracy clean {acc['clean']:.4f} masked {acc['masked']:.4f} restored {acc['restored']:.4f}; "
             f"recovered fraction {result['recovered_fraction']}; "
             + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in result["baselines"].items())
         )
+        print("\n".join(decisions))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 
 import keras
-import mlflow
 from keras import layers
 
-from pipeline import paths, tracking
+from pipeline import paths, registry, tracking
 from pipeline.atomic import save_json, save_keras
 from pipeline.cli import run_stage
 from pipeline.config import IMAGE_SIDE, ClassifierParams, Params
@@ -59,7 +58,8 @@ def main(params: Params) -> None:
         save_json(paths.CLASSIFIER_METRICS, result)
         tracking.log_metric_history(client, run_id, history, first_step=1)
         tracking.log_to_parent(client, parent_id, {f"classifier_{k}": v for k, v in result.items()})
-        mlflow.log_artifact(str(paths.CLASSIFIER_MODEL), "model")
+        registry.log_keras(model, paths.CLASSIFIER_MODEL, "classifier", params.data.dataset,
+                           to_unit_range(images[:2]), step=params.classifier.epochs)
         print(f"validation accuracy {result['val_accuracy']:.4f}")
 
 

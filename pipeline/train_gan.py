@@ -17,7 +17,7 @@ import mlflow
 import tensorflow as tf
 from tqdm import tqdm
 
-from pipeline import figures, paths, tracking
+from pipeline import figures, paths, registry, tracking
 from pipeline.atomic import atomic_path, save_keras
 from pipeline.cli import run_stage
 from pipeline.config import GanParams, Params
@@ -161,7 +161,6 @@ def main(params: Params) -> None:
         figures.save_figure(figures.loss_curves(progress.history, steps), paths.GAN_LOSS_PLOT)
         mlflow.log_artifact(str(paths.GAN_LOSS_PLOT))
         mlflow.log_artifact(str(paths.GAN_LOSSES))
-        mlflow.log_artifact(str(paths.GENERATOR_MODEL), "model")
         summary = {
             "gan_train_seconds": seconds,
             "gan_images_per_second": g.epochs * steps * g.batch_size / seconds,
@@ -170,6 +169,7 @@ def main(params: Params) -> None:
         }
         mlflow.log_metrics(summary)
         tracking.log_to_parent(client, parent_id, summary)
+        registry.log_keras(gan.generator, paths.GENERATOR_MODEL, "generator", params.data.dataset, samples.inputs[:2])
         print(f"trained {g.epochs} epochs x {steps} iterations in {seconds:.0f} s")
 
 

@@ -104,7 +104,7 @@ def test_mlflow_holds_parent_and_stage_runs(tiny_repo):
     artifacts = {a.path for a in client.list_artifacts(gan.info.run_id, "samples")}
     assert artifacts == {"samples/epoch_01.png", "samples/epoch_02.png"}
     top = {a.path for a in client.list_artifacts(gan.info.run_id)}
-    assert {"losses.png", "losses.csv", "model"} <= top
+    assert {"losses.png", "losses.csv"} <= top  # the generator itself is a logged model (tests/test_registry.py)
     evaluated = {a.path for a in client.list_artifacts(by_stage["evaluate"].info.run_id)}
     assert {"restored_grid.png", "metrics.json"} <= evaluated
     assert (tiny_repo / "mlartifacts").is_dir()

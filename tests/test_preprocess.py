@@ -1,0 +1,83 @@
+"""MNIST's preprocessing of user images: polarity, contrast, fit in 20x20, centre by mass, holes carried."""
+
+import numpy as np
+import pytest
+
+import cv2
+from conftest import mirror_dir
+from pipeline import preprocess
+from pipeline.datasets import load_split
+from pipeline.errors import PipelineError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, labels = load_split(mirror_dir() / "mnist", "test", 10)
+    return images, labels
+
+
+def on_paper(image: np.ndarray, scale: int, pad: tuple[int, int, int, int]) -> np.ndarray:
+    """An MNIST digit as a scan: dark ink on white paper, `scale` times larger, off-centre margins."""
+    big = 255 - cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    return cv2.copyMakeBorder(big, *pad, cv2.BORDER_CONSTANT, value=255)
+
+
+def correlation(a, b) -> float:
+    return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+
+def centre_of_mass(image) -> np.ndarray:
+    rows, cols = np.indices(image.shape)
+    return np.array([(rows * image).sum(), (cols * image).sum()]) / image.sum()
+
+
+def test_a_scan_comes_back_in_mnist_frame(digits):
+    images, _ = digits
+    for image in images[:5]:
+        frame, holes = preprocess.to_mnist(on_paper(image, 4, (7, 31, 40, 3)), np.zeros((150, 155), bool))
+        assert frame.shape == (28, 28) and frame.dtype == np.uint8 and not holes.any()
+        rows, cols = np.nonzero(frame > preprocess.INK * 255)
+        assert max(np.ptp(rows), np.ptp(cols)) + 1 in (19, 20, 21)  # the digit's box fills 20x20
+        assert np.abs(centre_of_mass(frame.astype(float)) - 14.0).max() <= 1.0  # MNIST puts it at (14, 14)
+        assert correlation(frame, image) > 0.9  # MNIST's own digits went through the same recipe
+
+
+def test_a_28x28_image_is_kept_as_it_is(digits):
+    image = digits[0][0]
+    holes = preprocess.box_mask((10, 10, 8, 8), image.shape, "x")
+    frame, frame_holes = preprocess.to_mnist(image, holes)
+    assert np.array_equal(frame, image) and np.array_equal(frame_holes, holes)
+
+
+def test_the_hole_travels_with_the_digit(digits):
+    image = on_paper(digits[0][0], 4, (0, 0, 0, 0))
+    holes = preprocess.box_mask((40, 40, 32, 32), image.shape, "x")  # the middle of the 112x112 scan
+    frame, frame_holes = preprocess.to_mnist(image, holes)
+    rows, cols = np.nonzero(frame_holes)
+    assert 64 <= frame_holes.sum() <= 100  # the 80-pixel-tall 7 becomes 20: 32 pixels -> 8, 9 with partial edges
+    assert 8 <= rows.mean() <= 20 and 8 <= cols.mean() <= 20
+    assert not frame[frame_holes].any()  # what was under the hole is unknown, not copied
+
+
+def test_a_phone_number_splits_into_its_digits(digits):
+    images, _ = digits
+    strip = 255 - cv2.resize(np.hstack(images), None, fx=2, fy=2)
+    cells = preprocess.split_number(strip, np.zeros(strip.shape, bool), 10, "number.png")
+    assert len(cells) == 10
+    for (frame, _), image in zip(cells, images):
+        assert correlation(frame, image) > 0.85
+
+
+def test_a_phone_number_with_a_digit_missing_is_refused(digits):
+    strip = np.hstack(digits[0][:9])
+    with pytest.raises(PipelineError, match="number.png: found 9 digits .* expected 10"):
+        preprocess.split_number(strip, np.zeros(strip.shape, bool), 10, "number.png")
+
+
+@pytest.mark.parametrize("box, message", [
+    ("1,2,3", "expected four integers"),
+    ("1,2,0,4", "h and w >= 1"),
+])
+def test_bad_boxes_are_refused(box, message):
+    with pytest.raises(PipelineError, match=message):
+        preprocess.parse_box(box)

@@ -1,0 +1,81 @@
+"""REST serving with MLflow itself: `mlflow models serve` on the champion chain, a real HTTP round trip."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import mlflow
+import numpy as np
+import pytest
+
+from conftest import mirror_dir, offline_env
+from pipeline.datasets import load_split
+
+MODEL = "models:/digit-restore-mnist@champion"
+START_TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_repo, tmp_path_factory):
+    """`mlflow models serve` on 127.0.0.1 and a free port, against the tiny run's store; stopped afterwards."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("serve") / "server.log").open("w")
+    env = offline_env(MLFLOW_TRACKING_URI=f"sqlite:///{tiny_repo / 'mlflow.db'}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+        cwd=tiny_repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, f"the server exited ({process.returncode}); see {log.name}"
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, f"no answer on {url}/ping after {START_TIMEOUT_S} s; see {log.name}"
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: the server and its uvicorn worker
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_invocations_answer_with_the_restoration_and_the_digits(server, tiny_repo, monkeypatch):
+    images, _ = load_split(mirror_dir() / "mnist", "test", 4)
+    masks = np.zeros_like(images)
+    masks[:, 10:18, 10:18] = 1
+    body = json.dumps({"inputs": {"image": images.tolist(), "mask": masks.tolist()}}).encode()
+    request = urllib.request.Request(f"{server}/invocations", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)["predictions"]
+
+    restored = np.array(answer["restored"])
+    assert restored.shape == (4, 28, 28) and restored.min() >= 0 and restored.max() <= 255
+    assert np.array_equal(restored[masks == 0], images[masks == 0])  # known pixels kept
+    probabilities = np.array(answer["probabilities"])
+    assert probabilities.shape == (4, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    assert answer["digit"] == list(probabilities.argmax(axis=1))
+    assert np.allclose(answer["confidence"], probabilities.max(axis=1))
+
+    # The same model loaded here reads the same digits: the server runs the registered chain, nothing else.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_repo / 'mlflow.db'}")
+    local = mlflow.pyfunc.load_model(MODEL).predict({"image": images, "mask": masks.astype(np.uint8)})
+    assert answer["digit"] == local["digit"].tolist()
+    assert np.array_equal(restored, local["restored"])
