@@ -6,10 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tracking_server import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,3 +91,32 @@ def tiny_repo(tmp_path_factory) -> Path:
     repo_result = run([sys.executable, "-m", "dvc", "repro"], repo)
     (repo.parent / "first_repro.log").write_text(repo_result.stdout + repo_result.stderr)
     return repo
+
+
+@dataclass(frozen=True)
+class TeamRepo:
+    """A repository whose pipeline logged to a shared `mlflow server` instead of the local SQLite store."""
+
+    path: Path
+    tracking_uri: str
+    server_artifacts: Path
+
+
+@pytest.fixture(scope="session")
+def team_repo(tmp_path_factory):
+    """Tiny params, a real `mlflow server` (SQLite backend, artifacts served by the server) as
+    MLFLOW_TRACKING_URI, `dvc repro` (committed), then `dvc exp run --temp -n mask-six -S mask.size=6`:
+    two configurations, the workspace left at the committed one. Shared by the team and browser tests."""
+    server_dir = tmp_path_factory.mktemp("mlflow-server")
+    repo = copy_repo(tmp_path_factory.mktemp("team-repo"))
+    write_params(repo, TINY_OVERRIDES)
+    run(["git", "commit", "-q", "-am", "tiny params"], repo)
+    with mlflow_server(
+        f"sqlite:///{server_dir / 'mlflow.db'}", server_dir / "artifacts", server_dir / "server.log"
+    ) as url:
+        env = offline_env(MLFLOW_TRACKING_URI=url)
+        run([sys.executable, "-m", "dvc", "repro"], repo, env)
+        run(["git", "add", "dvc.lock", "results"], repo)
+        run(["git", "commit", "-q", "-m", "pipeline outputs"], repo)
+        run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "mask-six", "-S", "mask.size=6"], repo, env)
+        yield TeamRepo(repo, url, server_dir / "artifacts")
