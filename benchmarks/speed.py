@@ -1,6 +1,6 @@
 """Training and restoration speed: the chapter's loop against the project's compiled train step.
 
-    python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0]
+    python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0] [--variants chapter classic default]
 
 In one process, on the same random batches of 128 images, times
   (a) the chapter's loop: generator.predict, discriminator.train_on_batch on 256 images,
@@ -120,12 +120,22 @@ def restore_seconds(generator: keras.Model, images: np.ndarray, chapter_style: b
     return time.perf_counter() - started
 
 
+# name -> (label, timer, recipe, chapter-style restore)
+VARIANTS = {
+    "chapter": ("(a) chapter loop, classic recipe", chapter_loop, "classic", True),
+    "classic": ("(b) train_step, classic recipe", project_step, "classic", False),
+    "default": ("(b) train_step, default recipe", project_step, "default", False),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--intra", type=int, default=0, help="intra-op threads (0 = TensorFlow's default)")
     parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0 = TensorFlow's default)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="which to time (a thread sweep needs only one; ratios are to the first)")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.intra)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter)
@@ -144,15 +154,13 @@ def main() -> None:
 
     peak = peak_matmul_flops()
     print(f"peak matmul: {peak / 1e9:.0f} GFLOP/s (2048x2048 float32, best of 5)")
-    variants = [
-        ("(a) chapter loop, classic recipe", chapter_loop, classic, True),
-        ("(b) train_step, classic recipe", project_step, classic, False),
-        ("(b) train_step, default recipe", project_step, default, False),
-    ]
-    print("\n| variant | s/iteration | images/s | vs (a) | s/epoch | GFLOP/step | of peak | restore 10k s | process peak RSS so far, MB |")
+    recipes = {"classic": classic, "default": default}
+    print("\n| variant | s/iteration | images/s | vs first row | s/epoch | GFLOP/step | of peak | restore 10k s | process peak RSS so far, MB |")
     print("|---|---|---|---|---|---|---|---|---|")
     baseline = None
-    for name, run, gan_params, chapter_style in variants:
+    for variant in args.variants:
+        name, run, recipe, chapter_style = VARIANTS[variant]
+        gan_params = recipes[recipe]
         seconds, generator = run(gan_params, batches, args.iterations, args.warmup)
         baseline = baseline or seconds
         g = forward_flops(generator)
