@@ -118,7 +118,7 @@ def comparison_bars(labels: list[str], accuracies: dict[str, list[float]], recov
     """One group of accuracy bars per configuration above, its recovered fraction below (pipeline.report)."""
     x = np.arange(len(labels))
     width = 0.8 / len(accuracies)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 1.6 * len(labels)), 7.5), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 2.2 * len(labels)), 7.5), sharex=True)
     for i, (name, values) in enumerate(accuracies.items()):
         top.bar(x + (i - (len(accuracies) - 1) / 2) * width, values, width, label=name)
     top.set_ylabel("test accuracy")
