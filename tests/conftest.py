@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,50 @@ def team_repo(tmp_path_factory):
         run(["git", "commit", "-q", "-m", "pipeline outputs"], repo)
         run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "mask-six", "-S", "mask.size=6"], repo, env)
         yield TeamRepo(repo, url, server_dir / "artifacts")
+# A 2 x 1 grid, queued and run two at a time, as README's "Comparing experiments" shows.
+SWEEP = ["-S", "mask.size=6,10", "-S", "gan.lr_g=0.0003"]
+QUEUE_TIMEOUT_S = 900
+
+
+def wait_for_queue(repo: Path) -> None:
+    """Poll `dvc queue status` until nothing is queued or running; fail with the logs of failed experiments."""
+    deadline = time.monotonic() + QUEUE_TIMEOUT_S
+    while True:
+        status = run([sys.executable, "-m", "dvc", "queue", "status"], repo).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the DVC queue did not finish in {QUEUE_TIMEOUT_S} s:\n{status}")
+        time.sleep(5)
+    failed = re.findall(r"^\S+\s+(\S+)\s.*\bFailed\b", status, re.MULTILINE)
+    if failed:
+        logs = "\n".join(run([sys.executable, "-m", "dvc", "queue", "logs", name], repo, check=False).stdout for name in failed)
+        raise AssertionError(f"queued experiments failed:\n{status}\n{logs}")
+
+
+def sweep_experiments(repo: Path) -> dict[str, dict]:
+    """`dvc exp show --json` of the baseline commit: experiment name -> {"params": ..., "metrics": ...}."""
+    shown = json.loads(run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo).stdout)
+    baseline = next(rev for rev in shown if rev["rev"] != "workspace")
+    return {
+        exp["name"]: {
+            "params": exp["revs"][0]["data"]["params"]["params.yaml"]["data"],
+            "metrics": exp["revs"][0]["data"]["metrics"]["results/metrics.json"]["data"],
+        }
+        for exp in baseline["experiments"] or []
+    }
+
+
+@pytest.fixture(scope="session")
+def swept_repo(tmp_path_factory) -> Path:
+    """A tiny repository with a committed baseline run and the SWEEP grid run through the DVC queue."""
+    repo = copy_repo(tmp_path_factory.mktemp("swept"))
+    write_params(repo, TINY_OVERRIDES)
+    run(["git", "commit", "-q", "-am", "tiny params"], repo)
+    run([sys.executable, "-m", "dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "baseline run"], repo)
+    run([sys.executable, "-m", "dvc", "exp", "run", "--queue", *SWEEP], repo)
+    run([sys.executable, "-m", "dvc", "queue", "start", "-j", "2"], repo)
+    wait_for_queue(repo)
+    return repo

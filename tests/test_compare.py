@@ -1,0 +1,119 @@
+"""Comparing experiments: a queued grid in `dvc exp show` and in MLflow, and the comparison report.
+
+All tests read the session's `swept_repo`: a tiny baseline run, then conftest.SWEEP (mask.size 6 and 10,
+gan.lr_g 0.0003) queued with `dvc exp run --queue` and run by `dvc queue start -j 2`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from conftest import ROOT, offline_env, run, sweep_experiments
+
+PARENTS = "tags.`digit_restore.pipeline_key` != ''"
+
+
+def parent_runs(repo, filter_string: str = "") -> list:
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digit-restore")
+    query = " and ".join(filter(None, [PARENTS, filter_string]))
+    return client.search_runs([experiment.experiment_id], filter_string=query, max_results=1000)
+
+
+def report(repo, out, *args: str):
+    return run([sys.executable, "-m", "pipeline.report", "--out", str(out), *args], repo, check=False)
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The body rows of the one markdown table in `markdown`, as lists of cells."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_exp_show_lists_every_queued_experiment_with_params_and_metrics(swept_repo):
+    experiments = sweep_experiments(swept_repo)
+    assert len(experiments) == 2
+    assert sorted(e["params"]["mask"]["size"] for e in experiments.values()) == [6, 10]
+    for exp in experiments.values():
+        assert exp["params"]["gan"]["lr_g"] == 0.0003
+        assert exp["params"]["gan"]["epochs"] == 2  # the baseline's tiny params, not the defaults
+        assert set(exp["metrics"]["accuracy"]) == {"clean", "masked", "restored"}
+        assert all(0 <= value <= 1 for value in exp["metrics"]["accuracy"].values())
+    # Different holes, so different masked accuracy: each experiment has its own metrics.
+    assert len({e["metrics"]["accuracy"]["masked"] for e in experiments.values()}) == 2
+
+
+def test_each_queued_experiment_has_one_parent_run_named_after_it(swept_repo):
+    experiments = sweep_experiments(swept_repo)
+    baseline_commit = run(["git", "rev-parse", "HEAD"], swept_repo).stdout.strip()
+    for name, exp in experiments.items():
+        parents = parent_runs(swept_repo, f"tags.dvc_exp_name = '{name}'")
+        assert len(parents) == 1, f"{name}: {len(parents)} parent runs"
+        parent = parents[0]
+        assert parent.info.run_name == name
+        assert parent.data.tags["git_commit"] == baseline_commit
+        assert parent.data.params["mask.size"] == str(exp["params"]["mask"]["size"])
+        assert parent.data.params["gan.lr_g"] == "0.0003"
+        for variant in ("clean", "masked", "restored"):
+            assert parent.data.metrics[f"accuracy_{variant}"] == pytest.approx(exp["metrics"]["accuracy"][variant])
+    # The baseline's own parent, plus one per experiment.
+    assert len(parent_runs(swept_repo)) == 3
+
+
+@pytest.fixture(scope="module")
+def grid_report(swept_repo, tmp_path_factory):
+    """The report of the grid's two experiments (the baseline has another gan.lr_g)."""
+    out = tmp_path_factory.mktemp("report")
+    result = report(swept_repo, out, "--filter", "params.gan.lr_g = '0.0003'")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_report_tabulates_the_selected_runs(swept_repo, grid_report, tmp_path):
+    experiments = sweep_experiments(swept_repo)
+    rows = table_rows((grid_report / "comparison.md").read_text())
+    by_size = sorted(experiments.items(), key=lambda item: item[1]["params"]["mask"]["size"])
+    assert [row[0] for row in rows] == [name for name, _ in by_size]  # sorted by mask size
+    for row, (name, exp) in zip(rows, by_size):
+        acc, recovered = exp["metrics"]["accuracy"], exp["metrics"]["recovered_fraction"]
+        assert row[1:5] == ["mnist", str(exp["params"]["mask"]["size"]), "0.0003", "0.0004"]
+        assert row[5:8] == [f"{acc[v]:.4f}" for v in ("clean", "masked", "restored")]
+        assert row[8] == ("-" if recovered is None else f"{recovered:.4f}")
+    with Image.open(grid_report / "comparison.png") as image:
+        assert image.format == "PNG" and image.width > 300 and image.height > 300
+        image.verify()
+
+    everything = report(swept_repo, tmp_path / "all")
+    assert everything.returncode == 0, everything.stderr
+    rows = table_rows((tmp_path / "all/comparison.md").read_text())
+    assert sorted(row[2] for row in rows) == ["10", "6", "8"]  # the baseline (mask 8) joins the grid
+
+
+@pytest.mark.parametrize(
+    "filter_string, message",
+    [
+        ("params.mask.size = '99'", "matches no configuration"),
+        ("params.mask.size = 8", "is not a valid MLflow filter"),
+        ("accuracy > 0.5", "is not a valid MLflow filter"),
+    ],
+)
+def test_report_rejects_a_filter_that_selects_nothing(swept_repo, grid_report, filter_string, message):
+    before = {p.name: p.read_bytes() for p in grid_report.iterdir()}
+    result = report(swept_repo, grid_report, "--filter", filter_string)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: --filter {filter_string!r}") and message in result.stderr
+    assert {p.name: p.read_bytes() for p in grid_report.iterdir()} == before  # the last good report is kept
+
+
+def test_report_without_a_store_says_so_and_creates_none(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    env = offline_env(PYTHONPATH=str(ROOT))  # this checkout's pipeline, run from a folder with no store
+    result = run([sys.executable, "-m", "pipeline.report"], tmp_path, env=env, check=False)
+    assert result.returncode == 2
+    assert f"error: no MLflow store at {tmp_path.resolve() / 'mlflow.db'}" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
