@@ -92,7 +92,7 @@ def load(path: str | Path, fingerprint: str) -> TrainingState | None:
     try:
         saved = load_npz(path)
         made_with = str(saved.pop("fingerprint"))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         print(f"checkpoint {path} is unreadable ({exc}); training from scratch")
         return None
     if made_with != fingerprint:

@@ -101,7 +101,9 @@ def process_tags() -> dict[str, str]:
 
 def _process_alive(tags: dict[str, str]) -> bool:
     try:
-        return abs(psutil.Process(int(tags[PID_TAG])).create_time() - float(tags[STARTED_TAG])) < 1.0
+        process = psutil.Process(int(tags[PID_TAG]))
+        same = abs(process.create_time() - float(tags[STARTED_TAG])) < 1.0
+        return same and process.status() != psutil.STATUS_ZOMBIE
     except psutil.AccessDenied:
         return True
     except (KeyError, ValueError, psutil.NoSuchProcess):
