@@ -5,13 +5,20 @@ by a key: the hash of the flattened params, the git commit and the DVC
 experiment name. Every stage of one `dvc repro` or `dvc exp run` therefore
 attaches its child run to the same parent, and the parent carries all params
 plus the headline metrics, which is what the MLflow compare view needs.
+
+Each run is tagged with the code (git commit, dirty flag), the DVC experiment
+name and the md5 of every data input as dvc.lock records it, and with the
+process that owns it: a process killed with -9 ends no run, so each stage first
+marks KILLED the runs left RUNNING by a process of this host that is gone.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.request
@@ -19,7 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric, Param
+import psutil
+import yaml
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline import paths
@@ -27,6 +36,10 @@ from pipeline.config import Params, flatten
 from pipeline.errors import PipelineError
 
 KEY_TAG = "digit_restore.pipeline_key"
+HOST_TAG = "digit_restore.host"
+PID_TAG = "digit_restore.pid"
+STARTED_TAG = "digit_restore.process_started"
+DATA_TAG_PREFIX = "data_md5."
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 SERVER_TIMEOUT_S = 5
 
@@ -60,6 +73,59 @@ def provenance() -> dict[str, str]:
     }
 
 
+def data_hashes(stage: str) -> dict[str, str]:
+    """`data_md5.<path>` -> the md5 that dvc.lock records for each output of an earlier stage that `stage` reads.
+
+    DVC writes a stage's lock entry when the stage finishes and checks every input before it runs the next one,
+    so under `dvc repro` / `dvc exp run` these are the exact inputs. Run by hand, a stage reports what dvc.lock says.
+    """
+    try:
+        deps = yaml.safe_load(Path("dvc.yaml").read_text())["stages"][stage].get("deps", [])
+        locked = yaml.safe_load(Path("dvc.lock").read_text())["stages"]
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        return {}
+    outs = {out["path"]: out["md5"] for entry in locked.values() for out in entry.get("outs", []) if "md5" in out}
+    hashes = {}
+    for dep in (d if isinstance(d, str) else next(iter(d)) for d in deps):
+        owner = next((path for path in outs if dep == path or dep.startswith(f"{path}/")), None)
+        if owner:
+            hashes[f"{DATA_TAG_PREFIX}{owner}"] = outs[owner]
+    return hashes
+
+
+def process_tags() -> dict[str, str]:
+    """The process that owns a run: host, pid and start time (a pid alone may be reused)."""
+    me = psutil.Process()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(me.pid), STARTED_TAG: repr(me.create_time())}
+
+
+def _process_alive(tags: dict[str, str]) -> bool:
+    try:
+        process = psutil.Process(int(tags[PID_TAG]))
+        same = abs(process.create_time() - float(tags[STARTED_TAG])) < 1.0
+        return same and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.AccessDenied:
+        return True
+    except (KeyError, ValueError, psutil.NoSuchProcess):
+        return False
+
+
+def end_abandoned_runs(client: MlflowClient, experiment_id: str) -> None:
+    """Mark KILLED the runs of this host still RUNNING whose process is gone (kill -9, the OOM killer, a power
+    cut: nothing ended them). Runs of other hosts are left alone: their processes cannot be seen from here."""
+    host = socket.gethostname()
+    running = client.search_runs(
+        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'"
+    )
+    for run in running:
+        if not _process_alive(run.data.tags):
+            client.set_terminated(run.info.run_id, "KILLED")
+            print(
+                f"MLflow run {run.info.run_id} ({run.data.tags.get('dvc_stage', 'unknown stage')}) was left RUNNING "
+                f"by process {run.data.tags[PID_TAG]}, which is gone; marked it KILLED"
+            )
+
+
 def check_server(uri: str) -> None:
     """Fail in seconds, before any training, when a remote tracking server does not answer
     (MLflow's own client retries for minutes)."""
@@ -73,6 +139,31 @@ def check_server(uri: str) -> None:
             f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers ({exc}); start it, or unset "
             "MLFLOW_TRACKING_URI to use the SQLite store in the repository"
         ) from None
+
+
+@contextmanager
+def _sqlite_creation_lock(uri: str):
+    """Hold an exclusive lock beside a SQLite store while MLflow opens it. Two stages that open a fresh store at
+    once (`dvc queue start -j 2` on a new clone) would otherwise both run its schema migrations, and one fails
+    ("duplicate column name", "table _alembic_tmp_metrics already exists")."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def open_experiment(name: str) -> tuple[MlflowClient, str]:
+    """A client of the tracking store (checked to answer) and the id of experiment `name`, created if new."""
+    uri = tracking_uri()
+    check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    with _sqlite_creation_lock(uri):
+        client = MlflowClient(uri)  # opens (and, if new, creates) the store
+        return client, _experiment_id(client, name, uri)
 
 
 def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
@@ -107,22 +198,25 @@ def _parent_run_id(client: MlflowClient, experiment_id: str, params: Params, tag
 def stage_run(params: Params, stage: str, section: str):
     """Open the child run of `stage` under the configuration's parent run; yield (client, child_id, parent_id).
 
-    The child logs the params of its own section; the parent holds them all.
+    The child logs the params of its own section; the parent holds them all, and the data hashes of all its
+    stages. The child is nested by id, so the parent stays FINISHED and no stage process holds it RUNNING; the
+    child ends FAILED if the stage raises.
     """
-    uri = tracking_uri()
-    check_server(uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    experiment_id = _experiment_id(client, params.tracking.experiment, uri)
+    client, experiment_id = open_experiment(params.tracking.experiment)
+    end_abandoned_runs(client, experiment_id)
     tags = {**provenance(), "dataset": params.data.dataset}
     parent_id = _parent_run_id(client, experiment_id, params, tags)
+    data = data_hashes(stage)
+    client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in data.items()])
     own_params = {k: v for k, v in flatten(params).items() if k.startswith(f"{section}.")}
-    with mlflow.start_run(run_id=parent_id):
-        with mlflow.start_run(
-            experiment_id=experiment_id, run_name=stage, nested=True, tags={**tags, "dvc_stage": stage}
-        ) as child:
-            mlflow.log_params(own_params)
-            yield client, child.info.run_id, parent_id
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=stage,
+        parent_run_id=parent_id,
+        tags={**tags, **data, **process_tags(), "dvc_stage": stage},
+    ) as child:
+        mlflow.log_params(own_params)
+        yield client, child.info.run_id, parent_id
 
 
 def log_metric_history(client: MlflowClient, run_id: str, history: dict[str, list[float]], first_step: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from pipeline import paths, registry, tracking
@@ -30,8 +31,9 @@ def build_classifier() -> keras.Model:
 
 
 def train(c: ClassifierParams, images, labels) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Seeded training on uint8 images; the last `validation_split` of them are held out."""
+    """Seeded, deterministic training on uint8 images; the last `validation_split` of them are held out."""
     keras.utils.set_random_seed(c.seed)
+    tf.config.experimental.enable_op_determinism()
     model = build_classifier()
     model.compile(
         optimizer=keras.optimizers.Adam(c.lr),

@@ -2,22 +2,29 @@
 
 Per iteration, D and G losses go to a tqdm bar, to data/gan/losses.csv (a DVC
 plot) and, batched once per epoch, to the MLflow run with step = global
-iteration. Each epoch also writes a sample grid (original / masked / restored).
+iteration. Each epoch also writes a sample grid (original / masked / restored)
+and the state of training (pipeline/checkpoint.py), from which a rerun after an
+interruption resumes.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import sys
 import time
+from pathlib import Path
 
 import keras
 import mlflow
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from pipeline import figures, paths, registry, tracking
+import pipeline.gan
+import pipeline.models
+from pipeline import checkpoint, figures, paths, registry, tracking
 from pipeline.atomic import atomic_path, save_keras
 from pipeline.cli import run_stage
 from pipeline.config import GanParams, Params
@@ -39,16 +46,26 @@ def steps_per_epoch(params: Params, n_images: int) -> int:
     return steps
 
 
-def training_batches(masked, holes, clean, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Endless shuffled batches of (generator input, clean image); the hole channel is added per batch."""
-    return (
-        tf.data.Dataset.from_tensor_slices((masked, holes, clean))
-        .shuffle(len(clean), seed=seed)
-        .repeat()
-        .batch(batch_size, drop_remainder=True)
-        .map(lambda m, h, c: (tf.concat([m, tf.cast(h, tf.float32)[..., None]], axis=-1), c))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+def epoch_order(n_images: int, batch_size: int, steps: int, seed: int, epoch: int) -> np.ndarray:
+    """Indices of the images that epoch `epoch` trains on, in order: permutations drawn from (seed, epoch)
+    alone, so a run resumed at any epoch sees exactly the batches an uninterrupted one would have."""
+    rng = np.random.default_rng([seed, epoch])
+    needed = steps * batch_size
+    rounds = -(-needed // n_images)
+    return np.concatenate([rng.permutation(n_images) for _ in range(rounds)])[:needed]
+
+
+def training_batches(masked, holes, clean, batch_size: int, steps: int, seed: int, epochs: range) -> tf.data.Dataset:
+    """Batches of (generator input, clean image) for `epochs`, each in its epoch_order; the hole channel is
+    added per batch."""
+    order = np.concatenate([epoch_order(len(clean), batch_size, steps, seed, epoch) for epoch in epochs])
+    masked, holes, clean = tf.constant(masked), tf.constant(holes), tf.constant(clean)
+
+    def batch(indices):
+        m, h, c = tf.gather(masked, indices), tf.gather(holes, indices), tf.gather(clean, indices)
+        return tf.concat([m, tf.cast(h, tf.float32)[..., None]], axis=-1), c
+
+    return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(batch).prefetch(tf.data.AUTOTUNE)
 
 
 class LossProgress(keras.callbacks.Callback):
@@ -56,10 +73,10 @@ class LossProgress(keras.callbacks.Callback):
     epoch's to `on_epoch(epoch_history, first_step)` (the stage logs them to MLflow in one batch).
     Stops training at the first non-finite loss: nothing after it would be worth saving."""
 
-    def __init__(self, epochs: int, steps: int, on_epoch=None):
+    def __init__(self, epochs: int, steps: int, on_epoch=None, history: dict[str, list[float]] | None = None):
         super().__init__()
         self.epochs, self.steps, self.on_epoch = epochs, steps, on_epoch
-        self.history = {name: [] for name in LOSS_NAMES}
+        self.history = {name: list(history[name]) if history else [] for name in LOSS_NAMES}
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -91,14 +108,21 @@ class LossProgress(keras.callbacks.Callback):
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """After each epoch: original / masked / restored for a fixed set of training images, saved and logged."""
+    """After each epoch: original / masked / restored for a fixed set of training images, saved and logged.
+    `earlier`: the restorations of epochs done before a resume, drawn again so every epoch has its grid."""
 
-    def __init__(self, inputs, clean):
+    def __init__(self, inputs, clean, earlier=()):
         super().__init__()
         self.inputs, self.clean = inputs, clean
+        self.restored = []
+        for epoch, restored in enumerate(earlier):
+            self.draw(epoch, restored)
 
     def on_epoch_end(self, epoch, logs=None):
-        restored = self.model.generator(self.inputs, training=False).numpy()
+        self.draw(epoch, self.model.generator(self.inputs, training=False).numpy())
+
+    def draw(self, epoch: int, restored) -> None:
+        self.restored.append(restored)
         rows = {"original": self.clean, "masked": self.inputs[..., :1], "restored": restored}
         path = paths.GAN_SAMPLES_DIR / f"epoch_{epoch + 1:02d}.png"
         figures.save_figure(figures.sample_grid(rows, f"epoch {epoch + 1}"), path)
@@ -128,49 +152,85 @@ def build_gan(g: GanParams) -> RestorationGAN:
     return gan
 
 
-def train(params: Params, masked, holes, clean, callbacks=()) -> tuple[RestorationGAN, float]:
-    """Build the GAN of params.gan, seeded, and train it; return it with the training time in seconds."""
+def train(
+    params: Params, masked, holes, clean, callbacks=(), resume: checkpoint.TrainingState | None = None
+) -> tuple[RestorationGAN, float]:
+    """Build the GAN of params.gan, seeded, and train it (on from `resume`'s epoch, with its state, if given);
+    return it with the training time in seconds. Op determinism makes the same params give the same bits."""
     g = params.gan
     keras.utils.set_random_seed(g.seed)
+    tf.config.experimental.enable_op_determinism()
     gan = build_gan(g)
+    first_epoch = 0
+    if resume:
+        checkpoint.restore(gan, resume)
+        first_epoch = resume.epoch
+    steps = steps_per_epoch(params, len(clean))
     started = time.perf_counter()
-    gan.fit(
-        training_batches(masked, holes, clean, g.batch_size, g.seed),
-        epochs=g.epochs,
-        steps_per_epoch=steps_per_epoch(params, len(clean)),
-        shuffle=False,
-        verbose=0,
-        callbacks=list(callbacks),
-    )
+    if first_epoch < g.epochs:
+        gan.fit(
+            training_batches(masked, holes, clean, g.batch_size, steps, g.seed, range(first_epoch, g.epochs)),
+            epochs=g.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
+            shuffle=False,
+            verbose=0,
+            callbacks=list(callbacks),
+        )
     return gan, time.perf_counter() - started
+
+
+def training_fingerprint(params: Params, masked, holes, clean) -> str:
+    """What a checkpoint must have been made with to be resumed: params.gan, the training images, the code that
+    trains on them and the Keras / TensorFlow versions."""
+    sources = (__file__, pipeline.gan.__file__, pipeline.models.__file__, checkpoint.__file__)
+    code = [Path(source).read_bytes() for source in sources]
+    return checkpoint.fingerprint(
+        dataclasses.asdict(params.gan), masked, holes, clean, *code, keras.__version__, tf.__version__
+    )
 
 
 def main(params: Params) -> None:
     g = params.gan
     clean, _, masked, holes = load_masked_split(params, "train")
     steps = steps_per_epoch(params, len(clean))
+    fingerprint = training_fingerprint(params, masked, holes, clean)
+    resume = checkpoint.load(paths.GAN_CHECKPOINT, fingerprint)
     with tracking.stage_run(params, "train_gan", "gan") as (client, run_id, parent_id):
+        if resume:
+            # The epochs done before the interruption, logged once here: the killed run keeps its own copy.
+            print(f"resuming from the checkpoint of epoch {resume.epoch}/{g.epochs}")
+            mlflow.set_tag("resumed_from_epoch", resume.epoch)
+            tracking.log_metric_history(client, run_id, resume.history, 0)
         progress = LossProgress(
-            g.epochs, steps, lambda history, first: tracking.log_metric_history(client, run_id, history, first)
+            g.epochs,
+            steps,
+            lambda history, first: tracking.log_metric_history(client, run_id, history, first),
+            resume.history if resume else None,
         )
-        samples = SampleGrid(generator_input(masked[:SAMPLES], holes[:SAMPLES]), clean[:SAMPLES])
-        gan, seconds = train(params, masked, holes, clean, [progress, samples])
+        samples = SampleGrid(
+            generator_input(masked[:SAMPLES], holes[:SAMPLES]), clean[:SAMPLES], resume.samples if resume else ()
+        )
+        saver = checkpoint.EpochCheckpoint(paths.GAN_CHECKPOINT, fingerprint, progress, samples)
+        gan, seconds = train(params, masked, holes, clean, [progress, samples, saver], resume)
 
         save_keras(gan.generator, paths.GENERATOR_MODEL)
         write_losses_csv(progress.history)
         figures.save_figure(figures.loss_curves(progress.history, steps), paths.GAN_LOSS_PLOT)
         mlflow.log_artifact(str(paths.GAN_LOSS_PLOT))
         mlflow.log_artifact(str(paths.GAN_LOSSES))
+        trained_epochs = g.epochs - (resume.epoch if resume else 0)
         summary = {
             "gan_train_seconds": seconds,
-            "gan_images_per_second": g.epochs * steps * g.batch_size / seconds,
+            "gan_images_per_second": trained_epochs * steps * g.batch_size / max(seconds, 1e-9),
             "gan_final_d_loss": progress.history["d_loss"][-1],
             "gan_final_g_loss": progress.history["g_loss"][-1],
         }
         mlflow.log_metrics(summary)
         tracking.log_to_parent(client, parent_id, summary)
         registry.log_keras(gan.generator, paths.GENERATOR_MODEL, "generator", params.data.dataset, samples.inputs[:2])
-        print(f"trained {g.epochs} epochs x {steps} iterations in {seconds:.0f} s")
+        checkpoint.clear(paths.GAN_CHECKPOINT_DIR)  # every output is written: nothing left to resume
+        print(f"trained {trained_epochs} epochs x {steps} iterations in {seconds:.0f} s")
 
 
 if __name__ == "__main__":
