@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,10 @@ import pytest
 
 from conftest import mirror_dir, offline_env
 from pipeline.datasets import load_split
+from tracking_server import free_port
 
 MODEL = "models:/digit-restore-mnist@champion"
 START_TIMEOUT_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,7 @@ from conftest import ROOT
 from pipeline import tracking
 from pipeline.config import load_params
 from pipeline.errors import PipelineError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tracking_server import free_port
 
 
 def test_a_tracking_server_that_is_down_fails_in_seconds(monkeypatch):
