@@ -2,6 +2,7 @@
 
     DIGIT_RESTORE_MIRROR=../shared/datasets python benchmarks/restoration.py \
         [--datasets mnist fashion-mnist] [--recipes classic inpainting] [--seeds 0 1 2] [--epochs N]
+        [--set gan.recon_weight=1000 ...]
 
 Uses params.yaml for everything else (mask, classifier, GAN hyper-parameters), trains the
 classifier once per dataset, each recipe once per seed, and prints one markdown table:
@@ -19,7 +20,9 @@ from pathlib import Path
 
 from pipeline import classical
 from pipeline import metrics as m
-from pipeline.config import CLASSIC_RECIPE, DATASETS, load_params
+import yaml
+
+from pipeline.config import CLASSIC_RECIPE, DATASETS, parse_params
 from pipeline.datasets import load_split, to_unit_range
 from pipeline.download import fetch_dataset
 from pipeline.evaluate import PREDICT_BATCH, read
@@ -66,9 +69,16 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, help="override gan.epochs")
+    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override params.yaml, as `dvc exp run -S` does (validated the same way)")
     args = parser.parse_args()
 
-    base = load_params(ROOT / "params.yaml")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for override in args.set:
+        key, _, value = override.partition("=")
+        section, _, name = key.partition(".")
+        raw.setdefault(section, {})[name] = yaml.safe_load(value)
+    base = parse_params(raw)
     rows = []
     for dataset in args.datasets:
         raw = CACHE / dataset
