@@ -31,7 +31,13 @@ from pipeline.config import GanParams, Params
 from pipeline.errors import PipelineError
 from pipeline.gan import RestorationGAN
 from pipeline.mask import load_masked_split
-from pipeline.models import build_discriminator, build_generator, generator_input
+from pipeline.models import (
+    GENERATOR_INPUT_SHAPE,
+    IMAGE_SHAPE,
+    build_discriminator,
+    build_generator,
+    generator_input,
+)
 
 LOSS_NAMES = ("d_loss", "g_loss", "l1")
 SAMPLES = 8
@@ -57,13 +63,17 @@ def epoch_order(n_images: int, batch_size: int, steps: int, seed: int, epoch: in
 
 def training_batches(masked, holes, clean, batch_size: int, steps: int, seed: int, epochs: range) -> tf.data.Dataset:
     """Batches of (generator input, clean image) for `epochs`, each in its epoch_order; the hole channel is
-    added per batch."""
+    added per batch. Each batch is gathered from the NumPy arrays themselves: copying them into the graph
+    as constants would hold a second 0.4 GB copy of the training set for the whole run."""
     order = np.concatenate([epoch_order(len(clean), batch_size, steps, seed, epoch) for epoch in epochs])
-    masked, holes, clean = tf.constant(masked), tf.constant(holes), tf.constant(clean)
+
+    def gather(indices):
+        inputs = np.concatenate([masked[indices], holes[indices][..., None].astype(np.float32)], axis=-1)
+        return inputs, clean[indices]
 
     def batch(indices):
-        m, h, c = tf.gather(masked, indices), tf.gather(holes, indices), tf.gather(clean, indices)
-        return tf.concat([m, tf.cast(h, tf.float32)[..., None]], axis=-1), c
+        inputs, targets = tf.numpy_function(gather, [indices], (tf.float32, tf.float32))
+        return tf.ensure_shape(inputs, (None, *GENERATOR_INPUT_SHAPE)), tf.ensure_shape(targets, (None, *IMAGE_SHAPE))
 
     return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(batch).prefetch(tf.data.AUTOTUNE)
 
