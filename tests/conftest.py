@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -35,6 +36,16 @@ def mirror_dir() -> Path:
     if not (path / "mnist").is_dir():
         pytest.fail(f"dataset mirror not found at {path}; set DIGIT_RESTORE_MIRROR to the folder holding mnist/")
     return path.resolve()
+
+
+def random_masked_batch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(masked, holes, clean) for n random images with the classic 8x8 hole at (8, 8): model-level tests."""
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(-1, 1, (n, 28, 28, 1)).astype(np.float32)
+    holes = np.zeros((n, 28, 28), dtype=bool)
+    holes[:, 8:16, 8:16] = True
+    masked = np.where(holes[..., None], -1.0, clean).astype(np.float32)
+    return masked, holes, clean
 
 
 def offline_env(**extra: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, random_masked_batch
 from pipeline import checkpoint
 from pipeline.config import load_params
 from pipeline.train_gan import epoch_order, training_fingerprint
@@ -16,12 +16,7 @@ from pipeline.train_gan import epoch_order, training_fingerprint
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    clean = rng.uniform(-1, 1, (40, 28, 28, 1)).astype(np.float32)
-    holes = np.zeros((40, 28, 28), dtype=bool)
-    holes[:, 8:16, 8:16] = True
-    masked = np.where(holes[..., None], -1.0, clean).astype(np.float32)
-    return masked, holes, clean
+    return random_masked_batch(40)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import random_masked_batch
 from pipeline.gan import RestorationGAN
 from pipeline.models import build_discriminator, build_generator, generator_input
 from pipeline.train_classifier import build_classifier
@@ -9,12 +10,7 @@ from pipeline.train_classifier import build_classifier
 
 @pytest.fixture(scope="module")
 def batch():
-    rng = np.random.default_rng(0)
-    clean = rng.uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
-    holes = np.zeros((16, 28, 28), dtype=bool)
-    holes[:, 8:16, 8:16] = True
-    masked = np.where(holes[..., None], -1.0, clean).astype(np.float32)
-    return masked, holes, clean
+    return random_masked_batch(16)
 
 
 def test_output_shapes_and_ranges(batch):
