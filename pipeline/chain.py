@@ -13,12 +13,11 @@ from __future__ import annotations
 import mlflow.pyfunc
 import numpy as np
 
+from pipeline.datasets import to_unit_range
+from pipeline.masks import apply_masks
+from pipeline.models import generator_input
+
 NO_FILL_VALUE = -1  # the `fill_value` param's default: no detection rule, the mask alone says what is missing
-
-
-def to_model_range(images: np.ndarray) -> np.ndarray:
-    """uint8 0..255 (n, 28, 28) -> float32 [-1, 1] (n, 28, 28, 1), the scale both networks were trained on."""
-    return (images.astype(np.float32)[..., None] / 127.5) - 1.0
 
 
 def holes_of(images: np.ndarray, masks: np.ndarray, fill_value: int = NO_FILL_VALUE) -> np.ndarray:
@@ -38,13 +37,11 @@ def restore_and_read(generator, classifier, train_fill: float, images, masks, fi
     if images.ndim != 3 or images.shape[1:] != (28, 28) or masks.shape != images.shape:
         raise ValueError(f"image and mask must both be (n, 28, 28); got {images.shape} and {masks.shape}")
     holes = holes_of(images, masks, fill_value)
-    masked = np.where(holes[..., None], np.float32(train_fill), to_model_range(images))
-    generated = generator.predict(
-        np.concatenate([masked, holes[..., None].astype(np.float32)], axis=-1), verbose=0
-    )[..., 0]
+    masked = apply_masks(to_unit_range(images), holes, train_fill)
+    generated = generator.predict(generator_input(masked, holes), verbose=0)[..., 0]
     filled = np.clip(np.rint((generated + 1.0) * 127.5), 0, 255).astype(np.uint8)
     restored = np.where(holes, filled, images)
-    probabilities = classifier.predict(to_model_range(restored), verbose=0).astype(np.float32)
+    probabilities = classifier.predict(to_unit_range(restored), verbose=0).astype(np.float32)
     digits = probabilities.argmax(axis=1)
     return {
         "restored": restored,
