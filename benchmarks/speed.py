@@ -1,12 +1,13 @@
 """Training and restoration speed: the chapter's loop against the project's compiled train step.
 
-    python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0] [--variants chapter classic default]
+    python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0]
+        [--variants chapter classic classic-bf16 default default-fp32]
 
 In one process, on the same random batches of 128 images, times
   (a) the chapter's loop: generator.predict, discriminator.train_on_batch on 256 images,
       then the stacked (generator -> frozen discriminator) model's train_on_batch, from Python;
   (b) the project's `RestorationGAN.train_step` (one compiled graph) for the classic recipe
-      and for the default recipe of params.yaml;
+      and for the default recipe of params.yaml, each in float32 and in mixed bfloat16;
 and restoring 10,000 images with each generator. Prints the median seconds per iteration,
 images per second, the ratio to (a), seconds per epoch of 60,000 images, the FLOPs of one
 step counted from the layer shapes, the fraction of the peak FLOP/s of a large matmul on this
@@ -49,8 +50,8 @@ def forward_flops(model: keras.Model) -> int:
     return total
 
 
-def peak_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
-    a = tf.random.uniform((n, n))
+def peak_matmul_flops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
+    a = tf.cast(tf.random.uniform((n, n)), dtype)
     matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
     matmul(a).numpy()
     times = []
@@ -82,7 +83,7 @@ def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.
     ones = np.ones((BATCH, 1), dtype=np.float32)
 
     def step(i):
-        inputs, clean = batches[i % len(batches)]
+        inputs, clean, _ = batches[i % len(batches)]
         fake = generator.predict(inputs, verbose=0)
         # Keras 3 fixes a model's trainable weights when its train function is first traced:
         # D trains in its own call, and is frozen inside the stacked model's.
@@ -97,7 +98,7 @@ def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.
 def project_step(gan_params, batches, iterations, warmup) -> tuple[float, keras.Model]:
     gan = build_gan(gan_params)
     compiled = tf.function(gan.train_step)
-    tensors = [(tf.constant(x), tf.constant(y)) for x, y in batches]
+    tensors = [(tf.constant(x), (tf.constant(y), tf.constant(labels))) for x, y, labels in batches]
 
     def step(i):
         logs = compiled(tensors[i % len(tensors)])
@@ -120,11 +121,13 @@ def restore_seconds(generator: keras.Model, images: np.ndarray, chapter_style: b
     return time.perf_counter() - started
 
 
-# name -> (label, timer, recipe, chapter-style restore)
+# name -> (label, timer, recipe, precision (None: the recipe's own), chapter-style restore)
 VARIANTS = {
-    "chapter": ("(a) chapter loop, classic recipe", chapter_loop, "classic", True),
-    "classic": ("(b) train_step, classic recipe", project_step, "classic", False),
-    "default": ("(b) train_step, default recipe", project_step, "default", False),
+    "chapter": ("(a) chapter loop, classic recipe", chapter_loop, "classic", "float32", True),
+    "classic": ("(b) train_step, classic recipe", project_step, "classic", "float32", False),
+    "classic-bf16": ("(b) train_step, classic recipe, mixed bfloat16", project_step, "classic", "mixed_bfloat16", False),
+    "default": ("(b) train_step, default recipe (params.yaml)", project_step, "default", None, False),
+    "default-fp32": ("(b) train_step, default recipe in float32", project_step, "default", "float32", False),
 }
 
 
@@ -142,29 +145,32 @@ def main() -> None:
     keras.utils.set_random_seed(0)
 
     default = load_params(ROOT / "params.yaml").gan
-    classic = dataclasses.replace(default, **CLASSIC_RECIPE)
+    classic = dataclasses.replace(default, **CLASSIC_RECIPE, precision="float32")
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(8):
         clean = rng.uniform(-1, 1, (BATCH, 28, 28, 1)).astype(np.float32)
         holes = np.zeros((BATCH, 28, 28, 1), dtype=np.float32)
         holes[:, 8:16, 8:16] = 1.0
-        batches.append((np.concatenate([np.where(holes > 0, -1.0, clean), holes], -1).astype(np.float32), clean))
+        inputs = np.concatenate([np.where(holes > 0, -1.0, clean), holes], -1).astype(np.float32)
+        batches.append((inputs, clean, rng.integers(0, 10, BATCH).astype(np.int32)))
     test_images = np.concatenate([batches[i % 8][0] for i in range(RESTORE_IMAGES // BATCH + 1)])[:RESTORE_IMAGES]
 
-    peak = peak_matmul_flops()
-    print(f"peak matmul: {peak / 1e9:.0f} GFLOP/s (2048x2048 float32, best of 5)")
+    peaks = {dtype: peak_matmul_flops(dtype) for dtype in ("float32", "bfloat16")}
+    for dtype, peak in peaks.items():
+        print(f"peak matmul: {peak / 1e9:.0f} GFLOP/s (2048x2048 {dtype}, best of 5)")
     recipes = {"classic": classic, "default": default}
-    print("\n| variant | s/iteration | images/s | vs first row | s/epoch | GFLOP/step | of peak | restore 10k s | process peak RSS so far, MB |")
+    print("\n| variant | s/iteration | images/s | vs first row | s/epoch | GFLOP/step | of peak (its dtype) | restore 10k s | process peak RSS so far, MB |")
     print("|---|---|---|---|---|---|---|---|---|")
     baseline = None
     for variant in args.variants:
-        name, run, recipe, chapter_style = VARIANTS[variant]
-        gan_params = recipes[recipe]
+        name, run, recipe, precision, chapter_style = VARIANTS[variant]
+        gan_params = dataclasses.replace(recipes[recipe], precision=precision or recipes[recipe].precision)
+        peak = peaks["bfloat16" if gan_params.precision == "mixed_bfloat16" else "float32"]
         seconds, generator = run(gan_params, batches, args.iterations, args.warmup)
         baseline = baseline or seconds
         g = forward_flops(generator)
-        d = forward_flops(build_discriminator(gan_params.discriminator))
+        d = forward_flops(build_discriminator(gan_params.discriminator, class_head=gan_params.class_weight > 0))
         # Per image: (a) G forward in predict, D trained on real+fake (3x forward each), stacked G+D trained
         # (3x G, 3x D); (b) one G forward+backward (3x) and D forward+backward on real and fake (3x, 2 images).
         flops = BATCH * ((4 * g + 9 * d) if chapter_style else (3 * g + 6 * d))

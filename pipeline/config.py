@@ -19,9 +19,12 @@ from pipeline.errors import PipelineError
 DATASETS = ("mnist", "fashion-mnist")
 GENERATORS = ("autoencoder", "unet")
 DISCRIMINATORS = ("global", "patch")
+PRECISIONS = ("float32", "mixed_bfloat16")
 # The chapter's recipe, as overrides of the gan section (params.yaml defaults to the inpainting recipe).
-CLASSIC_RECIPE = dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0)
+CLASSIC_RECIPE = dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0,
+                      class_weight=0.0)
 IMAGE_SIDE = 28
+NUM_CLASSES = 10  # digits, or Fashion-MNIST's 10 kinds of clothing
 
 
 class ParamsError(PipelineError, ValueError):
@@ -70,6 +73,8 @@ class GanParams:
     beta1: float
     real_label: float
     recon_weight: float
+    class_weight: float
+    precision: str
     seed: int
 
 
@@ -184,6 +189,10 @@ def _validate(p: Params) -> None:
         g.discriminator in DISCRIMINATORS,
         f"gan.discriminator: unknown discriminator {g.discriminator!r}; allowed values are {', '.join(DISCRIMINATORS)}",
     )
+    _require(
+        g.precision in PRECISIONS,
+        f"gan.precision: unknown precision {g.precision!r}; allowed values are {', '.join(PRECISIONS)}",
+    )
     _require(g.epochs > 0, f"gan.epochs: must be > 0, got {g.epochs}")
     _require(g.batch_size > 0, f"gan.batch_size: must be > 0, got {g.batch_size}")
     _require(
@@ -195,6 +204,7 @@ def _validate(p: Params) -> None:
     _require(0 <= g.beta1 < 1, f"gan.beta1: must be in [0, 1), got {g.beta1}")
     _require(0 < g.real_label <= 1, f"gan.real_label: must be in (0, 1], got {g.real_label}")
     _require(g.recon_weight >= 0, f"gan.recon_weight: must be >= 0, got {g.recon_weight}")
+    _require(g.class_weight >= 0, f"gan.class_weight: must be >= 0, got {g.class_weight}")
 
     e = p.evaluate
     _require(e.phone_digits >= 1, f"evaluate.phone_digits: must be >= 1, got {e.phone_digits}")

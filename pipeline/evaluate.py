@@ -78,13 +78,17 @@ def score(params: Params, images: dict, predicted: dict, labels, holes) -> dict:
     }
 
 
-def generalisation(params: Params, generator, classifier, clean, labels) -> dict:
-    """Accuracy of masked, classical and restored images for each hole setting in GENERALISATION."""
+def generalisation(params: Params, generator, classifier, clean, labels, trained: dict) -> dict:
+    """Accuracy of masked, classical and restored images for each hole setting in GENERALISATION.
+    `trained`: those accuracies on the holes of the mask stage, reused for the setting that makes the same holes."""
     result = {}
     for name, (side, first, last) in GENERALISATION.items():
         setting = dataclasses.replace(
             params.mask, size=side, count=1, row_min=first, row_max=last, col_min=first, col_max=last
         )
+        if setting == params.mask:
+            result[name] = trained
+            continue
         holes = square_masks(len(clean), setting, split_rng(params.mask.seed, "test"))
         masked = apply_masks(clean, holes, params.mask.fill)
         variants = {"masked": masked, **restorations(generator, masked, holes)}
@@ -107,7 +111,9 @@ def main(params: Params) -> None:
         variants = {"clean": clean, "masked": masked, **restorations(generator, masked, holes)}
         predicted = {v: read(classifier, x) for v, x in variants.items()}
         result = score(params, variants, predicted, labels, holes)
-        result["generalisation"] = generalisation(params, generator, classifier, clean, labels)
+        trained = {"masked": result["accuracy"]["masked"], "restored": result["accuracy"]["restored"]}
+        trained |= {name: baseline["accuracy"] for name, baseline in result["baselines"].items()}
+        result["generalisation"] = generalisation(params, generator, classifier, clean, labels, trained)
 
         save_json(paths.METRICS, result)
         write_csv(

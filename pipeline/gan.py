@@ -14,16 +14,25 @@ from keras import ops
 
 
 class RestorationGAN(keras.Model):
-    def __init__(self, generator: keras.Model, discriminator: keras.Model, real_label: float, recon_weight: float):
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        real_label: float,
+        recon_weight: float,
+        class_weight: float = 0.0,
+    ):
         super().__init__()
         self.generator = generator
         self.discriminator = discriminator
         self.real_label = real_label
         self.recon_weight = recon_weight
+        self.class_weight = class_weight
         # Keras losses (not hand-written means) so that under a tf.distribute strategy each replica's
         # loss is divided by the number of replicas and the summed gradients are the global mean.
         self.bce = keras.losses.BinaryCrossentropy()
         self.mae = keras.losses.MeanAbsoluteError()
+        self.cce = keras.losses.SparseCategoricalCrossentropy()
 
     def compile(self, g_optimizer: keras.optimizers.Optimizer, d_optimizer: keras.optimizers.Optimizer, **kwargs):
         super().compile(**kwargs)
@@ -37,32 +46,42 @@ class RestorationGAN(keras.Model):
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
 
-    def losses_for(self, inputs, clean, training: bool):
+    def losses_for(self, inputs, clean, labels, training: bool):
         """D loss (the chapter's: mean BCE over the real batch at `real_label` and the fake batch at 0),
-        G loss (adversarial BCE towards 1, plus `recon_weight` x L1), and the L1 term alone.
+        G loss (adversarial BCE towards 1, plus `recon_weight` x L1), the L1 term alone and the class term.
 
         `inputs` are generator inputs (masked image and hole channels); the discriminator sees `clean` and
         the restoration of the same images (paired batches). With a patch discriminator the BCE is the
-        mean over its grid of patch verdicts."""
+        mean over its grid of patch verdicts. With `class_weight` > 0 the discriminator also learns to
+        read the digit of the real images, and G pays `class_weight` x the cross-entropy of the true digit
+        in D's reading of the restoration: L1 alone lets a hole that could be a 4 or a 9 be filled with
+        an average of both, which reads as neither."""
         fake = self.generator(inputs, training=training)
-        p = self.discriminator(ops.concatenate([clean, fake], axis=0), training=training)
+        out = self.discriminator(ops.concatenate([clean, fake], axis=0), training=training)
+        p, classes = out if self.class_weight else (out, None)
         p_real, p_fake = ops.split(p, 2, axis=0)
         d_loss = 0.5 * (
             self.bce(ops.full_like(p_real, self.real_label), p_real) + self.bce(ops.zeros_like(p_fake), p_fake)
         )
         l1 = self.mae(clean, fake)
         g_loss = self.bce(ops.ones_like(p_fake), p_fake) + self.recon_weight * l1
-        return d_loss, g_loss, l1
+        class_loss = ops.zeros_like(l1)
+        if self.class_weight:
+            classes_real, classes_fake = ops.split(classes, 2, axis=0)
+            class_loss = self.cce(labels, classes_fake)
+            d_loss = d_loss + self.cce(labels, classes_real)
+            g_loss = g_loss + self.class_weight * class_loss
+        return d_loss, g_loss, l1, class_loss
 
     def train_step(self, batch):
-        inputs, clean = batch
+        inputs, (clean, labels) = batch
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            d_loss, g_loss, l1 = self.losses_for(inputs, clean, training=True)
+            d_loss, g_loss, l1, class_loss = self.losses_for(inputs, clean, labels, training=True)
         d_weights = self.discriminator.trainable_weights
         g_weights = self.generator.trainable_weights
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_weights), d_weights))
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_weights), g_weights))
-        losses = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1}
+        losses = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "class_loss": class_loss}
         # Undo the per-replica scaling for reporting: the logged values are the losses of the whole batch.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return {name: value * replicas for name, value in losses.items()}

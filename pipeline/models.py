@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from pipeline.config import IMAGE_SIDE
+from pipeline.config import IMAGE_SIDE, NUM_CLASSES
 
 IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 GENERATOR_INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 2)
@@ -57,15 +57,19 @@ def build_generator(kind: str, mask_channel: bool, composite: bool) -> keras.Mod
     image, hole = inputs[..., :1], inputs[..., 1:]
     body = {"autoencoder": _autoencoder, "unet": _unet}[kind]
     x = body(inputs if mask_channel else image)
-    restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored")(x)
+    # Outputs in float32 under any dtype policy: the composite must copy the known pixels bit for bit.
+    restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored", dtype="float32")(x)
     if composite:
         restored = hole * restored + (1.0 - hole) * image
     return keras.Model(inputs, restored, name=f"{kind}_generator")
 
 
-def build_discriminator(kind: str) -> keras.Model:
+def build_discriminator(kind: str, class_head: bool = False) -> keras.Model:
     """Three strided convs with LeakyReLU 0.2 and dropout (the chapter's), then either one probability
-    that the whole image is real ("global") or one per 4x4 grid cell, each seeing a ~15-pixel patch ("patch")."""
+    that the whole image is real ("global") or one per 4x4 grid cell, each seeing a ~15-pixel patch ("patch").
+
+    class_head: a second output, the probabilities of the 10 classes, read from the same features
+    (as in AC-GAN), so that the generator can be told which class its restoration reads as."""
     inputs = keras.Input(IMAGE_SHAPE, name="image")
     x = inputs
     for filters in (64, 128, 256):
@@ -73,7 +77,10 @@ def build_discriminator(kind: str) -> keras.Model:
         x = layers.LeakyReLU(negative_slope=0.2)(x)
         x = layers.Dropout(0.25)(x)
     if kind == "patch":
-        outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="p_real")(x)
+        outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="p_real", dtype="float32")(x)
     else:
-        outputs = layers.Dense(1, activation="sigmoid", name="p_real")(layers.Flatten()(x))
+        outputs = layers.Dense(1, activation="sigmoid", name="p_real", dtype="float32")(layers.Flatten()(x))
+    if class_head:
+        classes = layers.Dense(NUM_CLASSES, activation="softmax", name="p_class", dtype="float32")(layers.Flatten()(x))
+        outputs = [outputs, classes]
     return keras.Model(inputs, outputs, name=f"{kind}_discriminator")

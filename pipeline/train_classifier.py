@@ -11,10 +11,8 @@ from keras import layers
 from pipeline import paths, registry, tracking
 from pipeline.atomic import save_json, save_keras
 from pipeline.cli import run_stage
-from pipeline.config import IMAGE_SIDE, ClassifierParams, Params
+from pipeline.config import IMAGE_SIDE, NUM_CLASSES, ClassifierParams, Params
 from pipeline.datasets import load_split, to_unit_range
-
-NUM_CLASSES = 10
 
 
 def build_classifier() -> keras.Model:

@@ -9,6 +9,7 @@ interruption resumes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -39,7 +40,7 @@ from pipeline.models import (
     generator_input,
 )
 
-LOSS_NAMES = ("d_loss", "g_loss", "l1")
+LOSS_NAMES = ("d_loss", "g_loss", "l1", "class_loss")
 SAMPLES = 8
 
 
@@ -61,19 +62,24 @@ def epoch_order(n_images: int, batch_size: int, steps: int, seed: int, epoch: in
     return np.concatenate([rng.permutation(n_images) for _ in range(rounds)])[:needed]
 
 
-def training_batches(masked, holes, clean, batch_size: int, steps: int, seed: int, epochs: range) -> tf.data.Dataset:
-    """Batches of (generator input, clean image) for `epochs`, each in its epoch_order; the hole channel is
+def training_batches(
+    masked, holes, clean, labels, batch_size: int, steps: int, seed: int, epochs: range
+) -> tf.data.Dataset:
+    """Batches of (generator input, (clean image, label)) for `epochs`, each in its epoch_order; the hole channel is
     added per batch. Each batch is gathered from the NumPy arrays themselves: copying them into the graph
     as constants would hold a second 0.4 GB copy of the training set for the whole run."""
     order = np.concatenate([epoch_order(len(clean), batch_size, steps, seed, epoch) for epoch in epochs])
 
     def gather(indices):
         inputs = np.concatenate([masked[indices], holes[indices][..., None].astype(np.float32)], axis=-1)
-        return inputs, clean[indices]
+        return inputs, clean[indices], labels[indices].astype(np.int32)
 
     def batch(indices):
-        inputs, targets = tf.numpy_function(gather, [indices], (tf.float32, tf.float32))
-        return tf.ensure_shape(inputs, (None, *GENERATOR_INPUT_SHAPE)), tf.ensure_shape(targets, (None, *IMAGE_SHAPE))
+        inputs, targets, digits = tf.numpy_function(gather, [indices], (tf.float32, tf.float32, tf.int32))
+        return tf.ensure_shape(inputs, (None, *GENERATOR_INPUT_SHAPE)), (
+            tf.ensure_shape(targets, (None, *IMAGE_SHAPE)),
+            tf.ensure_shape(digits, (None,)),
+        )
 
     return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(batch).prefetch(tf.data.AUTOTUNE)
 
@@ -147,14 +153,24 @@ def write_losses_csv(history: dict[str, list[float]]) -> None:
             writer.writerow([i, *(f"{v:.6g}" for v in row)])
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers built inside compute in `name` ("float32", or "mixed_bfloat16": bfloat16 maths, float32
+    weights); the global policy is put back afterwards, so nothing else built in the process changes."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
 def build_gan(g: GanParams) -> RestorationGAN:
     """The recipe of params.gan with its Adam optimisers, ready to train."""
-    gan = RestorationGAN(
-        build_generator(g.generator, g.mask_channel, g.composite),
-        build_discriminator(g.discriminator),
-        g.real_label,
-        g.recon_weight,
-    )
+    with dtype_policy(g.precision):
+        generator = build_generator(g.generator, g.mask_channel, g.composite)
+        discriminator = build_discriminator(g.discriminator, class_head=g.class_weight > 0)
+    gan = RestorationGAN(generator, discriminator, g.real_label, g.recon_weight, g.class_weight)
     gan.compile(
         g_optimizer=keras.optimizers.Adam(g.lr_g, beta_1=g.beta1),
         d_optimizer=keras.optimizers.Adam(g.lr_d, beta_1=g.beta1),
@@ -163,7 +179,7 @@ def build_gan(g: GanParams) -> RestorationGAN:
 
 
 def train(
-    params: Params, masked, holes, clean, callbacks=(), resume: checkpoint.TrainingState | None = None
+    params: Params, masked, holes, clean, labels, callbacks=(), resume: checkpoint.TrainingState | None = None
 ) -> tuple[RestorationGAN, float]:
     """Build the GAN of params.gan, seeded, and train it (on from `resume`'s epoch, with its state, if given);
     return it with the training time in seconds. Op determinism makes the same params give the same bits."""
@@ -179,7 +195,7 @@ def train(
     started = time.perf_counter()
     if first_epoch < g.epochs:
         gan.fit(
-            training_batches(masked, holes, clean, g.batch_size, steps, g.seed, range(first_epoch, g.epochs)),
+            training_batches(masked, holes, clean, labels, g.batch_size, steps, g.seed, range(first_epoch, g.epochs)),
             epochs=g.epochs,
             initial_epoch=first_epoch,
             steps_per_epoch=steps,
@@ -190,21 +206,21 @@ def train(
     return gan, time.perf_counter() - started
 
 
-def training_fingerprint(params: Params, masked, holes, clean) -> str:
+def training_fingerprint(params: Params, masked, holes, clean, labels) -> str:
     """What a checkpoint must have been made with to be resumed: params.gan, the training images, the code that
     trains on them and the Keras / TensorFlow versions."""
     sources = (__file__, pipeline.gan.__file__, pipeline.models.__file__, checkpoint.__file__)
     code = [Path(source).read_bytes() for source in sources]
     return checkpoint.fingerprint(
-        dataclasses.asdict(params.gan), masked, holes, clean, *code, keras.__version__, tf.__version__
+        dataclasses.asdict(params.gan), masked, holes, clean, labels, *code, keras.__version__, tf.__version__
     )
 
 
 def main(params: Params) -> None:
     g = params.gan
-    clean, _, masked, holes = load_masked_split(params, "train")
+    clean, labels, masked, holes = load_masked_split(params, "train")
     steps = steps_per_epoch(params, len(clean))
-    fingerprint = training_fingerprint(params, masked, holes, clean)
+    fingerprint = training_fingerprint(params, masked, holes, clean, labels)
     resume = checkpoint.load(paths.GAN_CHECKPOINT, fingerprint)
     with tracking.stage_run(params, "train_gan", "gan") as (client, run_id, parent_id):
         if resume:
@@ -222,7 +238,7 @@ def main(params: Params) -> None:
             generator_input(masked[:SAMPLES], holes[:SAMPLES]), clean[:SAMPLES], resume.samples if resume else ()
         )
         saver = checkpoint.EpochCheckpoint(paths.GAN_CHECKPOINT, fingerprint, progress, samples)
-        gan, seconds = train(params, masked, holes, clean, [progress, samples, saver], resume)
+        gan, seconds = train(params, masked, holes, clean, labels, [progress, samples, saver], resume)
 
         save_keras(gan.generator, paths.GENERATOR_MODEL)
         write_losses_csv(progress.history)

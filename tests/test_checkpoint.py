@@ -16,7 +16,7 @@ from pipeline.train_gan import epoch_order, training_fingerprint
 
 @pytest.fixture(scope="module")
 def data():
-    return random_masked_batch(40)
+    return *random_masked_batch(40), np.arange(40) % 10
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def params():
 
 
 def test_a_checkpoint_of_other_params_or_data_is_not_resumed(data, params, tmp_path, capsys):
-    masked, holes, clean = data
+    masked, holes, clean, labels = data
     path = tmp_path / "state.npz"
     state = checkpoint.TrainingState(
         1, {group: [np.ones(3, np.float32)] for group in checkpoint.GROUPS}, {"d_loss": [0.5]}, [clean[:2]]
@@ -37,7 +37,7 @@ def test_a_checkpoint_of_other_params_or_data_is_not_resumed(data, params, tmp_p
     assert checkpoint.load(path, training_fingerprint(other_lr, *data)) is None
     other_data = clean.copy()
     other_data[0, 0, 0, 0] += 0.5
-    assert checkpoint.load(path, training_fingerprint(params, masked, holes, other_data)) is None
+    assert checkpoint.load(path, training_fingerprint(params, masked, holes, other_data, labels)) is None
     assert capsys.readouterr().out.count("made with other params, data or code; training from scratch") == 2
 
     for cut in (100, 0):  # as if cut short (the stage writes it atomically, but a disk may fill up)

@@ -49,6 +49,8 @@ def test_default_params_are_the_classic_setting():
         ("gan", "generator", "resnet", "gan.generator: unknown generator 'resnet'; allowed values are autoencoder, unet"),
         ("gan", "discriminator", "local", "gan.discriminator: unknown discriminator 'local'; allowed values are global, patch"),
         ("gan", "composite", "yes", "gan.composite: must be true or false, got 'yes'"),
+        ("gan", "class_weight", -1, "gan.class_weight: must be >= 0, got -1"),
+        ("gan", "precision", "float16", "gan.precision: unknown precision 'float16'; allowed values are float32, mixed_bfloat16"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(section, key, value, message):

@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import random_masked_batch
+from conftest import ROOT, random_masked_batch
+from pipeline.config import load_params
 from pipeline.gan import RestorationGAN
 from pipeline.models import build_discriminator, build_generator, generator_input
 from pipeline.train_classifier import build_classifier
@@ -61,10 +62,14 @@ def test_the_mask_channel_is_used(batch):
     )
 
 
-def make_gan(recon_weight: float, generator=None) -> RestorationGAN:
+LABELS = np.arange(16) % 10
+
+
+def make_gan(recon_weight: float, generator=None, class_weight: float = 0.0) -> RestorationGAN:
     keras.utils.set_random_seed(0)
     generator = generator or build_generator("autoencoder", False, False)
-    gan = RestorationGAN(generator, build_discriminator("global"), 0.9, recon_weight)
+    discriminator = build_discriminator("global", class_head=class_weight > 0)
+    gan = RestorationGAN(generator, discriminator, 0.9, recon_weight, class_weight)
     gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(4e-4, beta_1=0.5))
     return gan
 
@@ -72,10 +77,39 @@ def make_gan(recon_weight: float, generator=None) -> RestorationGAN:
 def test_recon_weight_adds_weighted_l1_to_the_generator_loss(batch):
     masked, holes, clean = batch
     inputs = generator_input(masked, holes)
-    d0, g0, l1_0 = (float(v) for v in make_gan(0.0).losses_for(inputs, clean, training=False))
-    d1, g1, l1_1 = (float(v) for v in make_gan(10.0).losses_for(inputs, clean, training=False))
+    d0, g0, l1_0, _ = (float(v) for v in make_gan(0.0).losses_for(inputs, clean, LABELS, training=False))
+    d1, g1, l1_1, _ = (float(v) for v in make_gan(10.0).losses_for(inputs, clean, LABELS, training=False))
     assert l1_0 > 0 and l1_0 == pytest.approx(l1_1) and d0 == pytest.approx(d1)
     assert g1 == pytest.approx(g0 + 10.0 * l1_0, rel=1e-5)
+
+
+def test_class_weight_adds_the_cross_entropy_of_the_true_digit_in_d_s_reading_of_the_restoration(batch):
+    masked, holes, clean = batch
+    inputs = generator_input(masked, holes)
+    gan = make_gan(10.0, class_weight=2.0)
+    d, g, l1, class_loss = (float(v) for v in gan.losses_for(inputs, clean, LABELS, training=False))
+    p_real, classes = gan.discriminator(np.concatenate([clean, gan.generator(inputs).numpy()]))
+    classes = classes.numpy()
+    expected = -np.mean(np.log(classes[16:][np.arange(16), LABELS]))
+    assert class_loss == pytest.approx(expected, rel=1e-4)
+    adversarial = -np.mean(np.log(p_real.numpy()[16:]))
+    assert g == pytest.approx(adversarial + 10.0 * l1 + 2.0 * class_loss, rel=1e-4)
+    real_class_loss = -np.mean(np.log(classes[:16][np.arange(16), LABELS]))
+    assert d > real_class_loss  # D also pays for misreading the real digits
+    _, _, _, off = make_gan(10.0).losses_for(inputs, clean, LABELS, training=False)
+    assert float(off) == 0.0 and len(make_gan(10.0).discriminator.outputs) == 1
+
+
+def test_training_with_the_class_term_teaches_d_to_read_the_real_digits(batch):
+    _, holes, clean = batch
+    gan = make_gan(10.0, class_weight=1.0)
+    inputs = generator_input(np.where(holes[..., None], -1.0, clean).astype(np.float32), holes)
+    first = float(gan.train_step((inputs, (clean, LABELS)))["class_loss"])
+    real_before = float(keras.losses.sparse_categorical_crossentropy(LABELS, gan.discriminator(clean)[1]).numpy().mean())
+    for _ in range(30):
+        gan.train_step((inputs, (clean, LABELS)))
+    real_after = float(keras.losses.sparse_categorical_crossentropy(LABELS, gan.discriminator(clean)[1]).numpy().mean())
+    assert first > 0 and real_after < 0.5 * real_before
 
 
 def test_l1_is_zero_when_the_generator_reproduces_the_target(batch):
@@ -83,7 +117,7 @@ def test_l1_is_zero_when_the_generator_reproduces_the_target(batch):
     image_only = keras.Input((28, 28, 2))
     identity = keras.Model(image_only, image_only[..., :1])  # returns channel 0 unchanged
     inputs = generator_input(clean, holes)  # the "masked" image is the target itself
-    _, _, l1 = make_gan(100.0, identity).losses_for(inputs, clean, training=False)
+    _, _, l1, _ = make_gan(100.0, identity).losses_for(inputs, clean, LABELS, training=False)
     assert float(l1) == 0.0
 
 
@@ -92,10 +126,29 @@ def test_one_train_step_updates_both_networks(batch):
     gan = make_gan(0.0)
     generator_before = [w.numpy().copy() for w in gan.generator.trainable_weights]
     discriminator_before = [w.numpy().copy() for w in gan.discriminator.trainable_weights]
-    logs = gan.train_step((generator_input(masked, holes), clean))
+    logs = gan.train_step((generator_input(masked, holes), (clean, LABELS)))
     assert all(np.isfinite(float(logs[k])) for k in ("d_loss", "g_loss", "l1"))
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(generator_before, gan.generator.trainable_weights))
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(discriminator_before, gan.discriminator.trainable_weights))
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_keeps_known_pixels_exactly_and_leaves_the_global_policy(batch):
+    import dataclasses
+
+    from pipeline.train_gan import build_gan
+
+    masked, holes, _ = batch
+    g = load_params(ROOT / "params.yaml").gan
+    gan = build_gan(dataclasses.replace(g, precision="mixed_bfloat16"))
+    assert keras.config.dtype_policy().name == "float32"
+    def first_conv(gan):
+        return next(layer for layer in gan.generator.layers if isinstance(layer, keras.layers.Conv2D))
+
+    assert first_conv(gan).compute_dtype == "bfloat16" and first_conv(gan).kernel.dtype == "float32"
+    restored = gan.generator(generator_input(masked, holes)).numpy()
+    assert restored.dtype == np.float32
+    np.testing.assert_array_equal(restored[~holes], masked[~holes])
+    assert first_conv(build_gan(dataclasses.replace(g, precision="float32"))).compute_dtype == "float32"
 
 
 def test_a_non_finite_loss_stops_training_and_names_the_iteration():
@@ -104,6 +157,6 @@ def test_a_non_finite_loss_stops_training_and_names_the_iteration():
 
     progress = LossProgress(epochs=2, steps=10)
     progress.on_epoch_begin(1)
-    progress.on_train_batch_end(0, {"d_loss": 0.7, "g_loss": 3.0, "l1": 0.1})
+    progress.on_train_batch_end(0, {"d_loss": 0.7, "g_loss": 3.0, "l1": 0.1, "class_loss": 0.0})
     with pytest.raises(PipelineError, match=r"diverged at iteration 13 \(epoch 2, batch 3\): d_loss=0.6, g_loss=nan"):
-        progress.on_train_batch_end(3, {"d_loss": 0.6, "g_loss": float("nan"), "l1": 0.1})
+        progress.on_train_batch_end(3, {"d_loss": 0.6, "g_loss": float("nan"), "l1": 0.1, "class_loss": 0.0})
