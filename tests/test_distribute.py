@@ -33,13 +33,13 @@ def one_step(strategy):
     data = training_batches(masked, holes, clean, labels, batch_size=64, steps=1, seed=0, epochs=range(1))
     logs = gan.fit(data, epochs=1, steps_per_epoch=1, verbose=0).history
     changed = any(not np.array_equal(b, w.numpy()) for b, w in zip(before, gan.generator.trainable_weights))
-    return {name: logs[name][0] for name in ("d_loss", "g_loss", "l1")} | {
+    return {name: logs[name][0] for name in ("d_loss", "g_loss", "l1", "class_loss")} | {
         "replicas": strategy.num_replicas_in_sync, "generator_updated": changed}
 
 devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 print(json.dumps({"mirrored": one_step(tf.distribute.MirroredStrategy(devices)),
                   "single": one_step(tf.distribute.get_strategy()),
-                  "recon_weight": params.gan.recon_weight}))
+                  "weights": {"recon": params.gan.recon_weight, "class": params.gan.class_weight}}))
 """
 
 
@@ -49,7 +49,7 @@ def test_train_step_under_mirrored_strategy_reports_whole_batch_losses():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    mirrored, single, weight = out["mirrored"], out["single"], out["recon_weight"]
+    mirrored, single, weights = out["mirrored"], out["single"], out["weights"]
     assert mirrored["replicas"] == 2 and single["replicas"] == 1
     assert mirrored["generator_updated"] and single["generator_updated"]
     # Same initial weights and batch: the losses of the first step agree across strategies. With
@@ -57,6 +57,10 @@ def test_train_step_under_mirrored_strategy_reports_whole_batch_losses():
     # L1 term not, which these comparisons catch.
     assert abs(mirrored["d_loss"] - single["d_loss"]) < 0.05
     assert abs(mirrored["l1"] - single["l1"]) < 0.02 * single["l1"]
-    adversarial = {name: run["g_loss"] - weight * run["l1"] for name, run in out.items() if name != "recon_weight"}
+    assert abs(mirrored["class_loss"] - single["class_loss"]) < 0.02 * single["class_loss"]
+    adversarial = {
+        name: run["g_loss"] - weights["recon"] * run["l1"] - weights["class"] * run["class_loss"]
+        for name, run in (("mirrored", mirrored), ("single", single))
+    }
     assert 0.3 < adversarial["single"] < 2.0
     assert abs(adversarial["mirrored"] - adversarial["single"]) < 0.05
