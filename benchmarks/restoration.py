@@ -26,7 +26,8 @@ from pipeline import metrics as m
 from pipeline.config import CLASSIC_RECIPE, DATASETS, parse_params
 from pipeline.datasets import load_split, to_unit_range
 from pipeline.download import fetch_dataset
-from pipeline.evaluate import PREDICT_BATCH, read
+from pipeline.evaluate import read
+from pipeline.inference import forward
 from pipeline.masks import apply_masks, split_rng, square_masks
 from pipeline.models import generator_input
 from pipeline.train_classifier import train as train_classifier
@@ -130,7 +131,7 @@ def main() -> None:
                     run_params, train_masked, train_holes, train_clean, train_labels,
                     [LossProgress(gan_params.epochs, steps)],
                 )
-                restored = gan.generator.predict(generator_input(masked, holes), batch_size=PREDICT_BATCH, verbose=0)
+                restored = forward(gan.generator, generator_input(masked, holes))
                 rows.append(row(dataset, recipe, seed, acc_clean, acc_masked, restored, *common, seconds))
                 print(" | ".join(fmt(rows[-1][c]) for c in COLUMNS), flush=True)
 

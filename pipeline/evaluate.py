@@ -19,13 +19,12 @@ from pipeline import metrics as m
 from pipeline.atomic import atomic_path, save_json
 from pipeline.cli import run_stage
 from pipeline.config import Params
+from pipeline.inference import forward
 from pipeline.mask import load_masked_split
 from pipeline.masks import apply_masks, split_rng, square_masks
 from pipeline.models import generator_input
 
 VARIANTS = ("clean", "masked", "restored")
-# Big enough to keep the cores busy; 1000 would cost ~0.9 GB more peak memory for the U-Net's activations.
-PREDICT_BATCH = 256
 # Unseen holes: (side, first corner row/col, last corner row/col). Squares of several sides at the
 # classic corner range 8..11, and the classic 8x8 hole anywhere in the central 20x20.
 GENERALISATION = {
@@ -39,12 +38,12 @@ GENERALISATION = {
 
 def restorations(generator, masked, holes) -> dict:
     """The generator's restoration ("restored") and each classical method's, of the same masked images."""
-    restored = {"restored": generator.predict(generator_input(masked, holes), batch_size=PREDICT_BATCH, verbose=0)}
+    restored = {"restored": forward(generator, generator_input(masked, holes))}
     return restored | {name: classical.inpaint(masked, holes, name) for name in classical.METHODS}
 
 
 def read(classifier, images):
-    return classifier.predict(images, batch_size=PREDICT_BATCH, verbose=0).argmax(axis=1)
+    return forward(classifier, images).argmax(axis=1)
 
 
 def score(params: Params, images: dict, predicted: dict, labels, holes) -> dict:

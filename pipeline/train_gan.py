@@ -172,7 +172,9 @@ def build_gan(g: GanParams) -> RestorationGAN:
         discriminator = build_discriminator(g.discriminator, class_head=g.class_weight > 0)
     gan = RestorationGAN(generator, discriminator, g.real_label, g.recon_weight, g.class_weight)
     gan.compile(
-        g_optimizer=keras.optimizers.Adam(g.lr_g, beta_1=g.beta1),
+        # With gan.ema the optimizer also keeps the moving average of G's weights (saved in checkpoints with
+        # its other variables); `train` puts the average into the generator at the end.
+        g_optimizer=keras.optimizers.Adam(g.lr_g, beta_1=g.beta1, use_ema=g.ema > 0, ema_momentum=g.ema),
         d_optimizer=keras.optimizers.Adam(g.lr_d, beta_1=g.beta1),
     )
     return gan
@@ -182,7 +184,11 @@ def train(
     params: Params, masked, holes, clean, labels, callbacks=(), resume: checkpoint.TrainingState | None = None
 ) -> tuple[RestorationGAN, float]:
     """Build the GAN of params.gan, seeded, and train it (on from `resume`'s epoch, with its state, if given);
-    return it with the training time in seconds. Op determinism makes the same params give the same bits."""
+    return it with the training time in seconds. Op determinism makes the same params give the same bits.
+
+    With gan.ema > 0 the returned generator holds the moving average of its weights over the iterations
+    rather than the last ones: the last weights carry the noise of the last few adversarial updates, and
+    the average restored MNIST better (README, Recipes). BatchNorm keeps its own moving statistics."""
     g = params.gan
     keras.utils.set_random_seed(g.seed)
     tf.config.experimental.enable_op_determinism()
@@ -203,6 +209,7 @@ def train(
             verbose=0,
             callbacks=list(callbacks),
         )
+    gan.g_optimizer.finalize_variable_values(gan.generator.trainable_variables)
     return gan, time.perf_counter() - started
 
 

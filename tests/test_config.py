@@ -50,6 +50,7 @@ def test_default_params_are_the_classic_setting():
         ("gan", "discriminator", "local", "gan.discriminator: unknown discriminator 'local'; allowed values are global, patch"),
         ("gan", "composite", "yes", "gan.composite: must be true or false, got 'yes'"),
         ("gan", "class_weight", -1, "gan.class_weight: must be >= 0, got -1"),
+        ("gan", "ema", 1, "gan.ema: must be in [0, 1) (0 = no averaging), got 1.0"),
         ("gan", "precision", "float16", "gan.precision: unknown precision 'float16'; allowed values are float32, mixed_bfloat16"),
     ],
 )

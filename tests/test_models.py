@@ -160,3 +160,41 @@ def test_a_non_finite_loss_stops_training_and_names_the_iteration():
     progress.on_train_batch_end(0, {"d_loss": 0.7, "g_loss": 3.0, "l1": 0.1, "class_loss": 0.0})
     with pytest.raises(PipelineError, match=r"diverged at iteration 13 \(epoch 2, batch 3\): d_loss=0.6, g_loss=nan"):
         progress.on_train_batch_end(3, {"d_loss": 0.6, "g_loss": float("nan"), "l1": 0.1, "class_loss": 0.0})
+
+
+class GeneratorWeightsPerIteration(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append([w.numpy().copy() for w in self.model.generator.trainable_weights])
+
+
+def test_ema_saves_the_moving_average_of_the_generator_weights_and_leaves_training_unchanged(batch):
+    import dataclasses
+
+    from pipeline.train_gan import train
+
+    masked, holes, clean = batch
+    params = load_params(ROOT / "params.yaml")
+
+    def run(ema: float):
+        gan_params = dataclasses.replace(params.gan, ema=ema, epochs=1, steps_per_epoch=4, batch_size=8)
+        record = GeneratorWeightsPerIteration()
+        gan, _ = train(dataclasses.replace(params, gan=gan_params), masked, holes, clean, LABELS, [record])
+        return [w.numpy() for w in gan.generator.trainable_weights], record.seen
+
+    last, seen_without = run(0.0)
+    averaged, seen_with = run(0.5)
+    assert len(seen_with) == 4
+    for a, b in zip(seen_without[-1], seen_with[-1]):
+        np.testing.assert_array_equal(a, b)  # the average does not feed back into training
+    for a, b in zip(last, seen_without[-1]):
+        np.testing.assert_array_equal(a, b)  # ema 0: the last weights
+    expected = seen_with[0]  # the average starts at the weights after the first iteration
+    for weights in seen_with[1:]:
+        expected = [0.5 * e + 0.5 * w for e, w in zip(expected, weights)]
+    for a, e in zip(averaged, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-7)
+    assert not all(np.array_equal(a, b) for a, b in zip(averaged, last))
