@@ -1,6 +1,6 @@
 """Training and restoration speed: the chapter's loop against the project's compiled train step.
 
-    python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0]
+    python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0] [--jit-compile]
         [--variants chapter classic classic-bf16 default default-fp32]
 
 In one process, on the same random batches of 128 images, times
@@ -96,9 +96,9 @@ def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.
     return median_seconds(step, iterations, warmup), generator
 
 
-def project_step(gan_params, batches, iterations, warmup) -> tuple[float, keras.Model]:
+def project_step(gan_params, batches, iterations, warmup, jit_compile=False) -> tuple[float, keras.Model]:
     gan = build_gan(gan_params)
-    compiled = tf.function(gan.train_step)
+    compiled = tf.function(gan.train_step, jit_compile=jit_compile)
     tensors = [(tf.constant(x), (tf.constant(y), tf.constant(labels))) for x, y, labels in batches]
 
     def step(i):
@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0 = TensorFlow's default)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="which to time (a thread sweep needs only one; ratios are to the first)")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="compile the (b) steps with XLA (Keras leaves XLA off on machines without a GPU)")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.intra)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter)
@@ -165,7 +167,8 @@ def main() -> None:
         name, run, recipe, precision, chapter_style = VARIANTS[variant]
         gan_params = dataclasses.replace(recipes[recipe], precision=precision or recipes[recipe].precision)
         peak = peaks["bfloat16" if gan_params.precision == "mixed_bfloat16" else "float32"]
-        seconds, generator = run(gan_params, batches, args.iterations, args.warmup)
+        xla = {"jit_compile": args.jit_compile} if run is project_step else {}
+        seconds, generator = run(gan_params, batches, args.iterations, args.warmup, **xla)
         baseline = baseline or seconds
         g = forward_flops(generator)
         d = forward_flops(build_discriminator(gan_params.discriminator, class_head=gan_params.class_weight > 0))
