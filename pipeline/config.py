@@ -22,7 +22,7 @@ DISCRIMINATORS = ("global", "patch")
 PRECISIONS = ("float32", "mixed_bfloat16")
 # The chapter's recipe, as overrides of the gan section (params.yaml defaults to the inpainting recipe).
 CLASSIC_RECIPE = dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0,
-                      class_weight=0.0, ema=0.0)
+                      class_weight=0.0, ema=0.0, batch_size=128, lr_g=2e-4, lr_d=4e-4)
 IMAGE_SIDE = 28
 NUM_CLASSES = 10  # digits, or Fashion-MNIST's 10 kinds of clothing
 

@@ -120,6 +120,10 @@ def main(params: Params) -> None:
             ["class", *VARIANTS],
             [[c, *(f"{row[v]:.4f}" for v in VARIANTS)] for c, row in result["per_class"].items()],
         )
+        # One row per test image: what it is and what the classifier read in each variant. DVC draws the confusion
+        # matrix of the restored images from it; which digits the restorer turns into which is the error budget.
+        readings = [[digit, *(predicted[v][i] for v in VARIANTS)] for i, digit in enumerate(labels)]
+        write_csv(paths.READINGS, ["digit", *VARIANTS], readings)
         columns = list(next(iter(result["generalisation"].values())))
         write_csv(
             paths.GENERALISATION,
@@ -138,7 +142,7 @@ def main(params: Params) -> None:
         flat = m.flatten_metrics(result)
         mlflow.log_metrics(flat)
         tracking.log_to_parent(client, parent_id, flat)
-        for path in (paths.METRICS, paths.PER_CLASS, paths.RESTORED_GRID, paths.PER_CLASS_PLOT,
+        for path in (paths.METRICS, paths.PER_CLASS, paths.READINGS, paths.RESTORED_GRID, paths.PER_CLASS_PLOT,
                      paths.GENERALISATION, paths.GENERALISATION_PLOT):
             mlflow.log_artifact(str(path))
         decisions = registry.record_evaluation(params, result, clean, masked, holes)

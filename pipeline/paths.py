@@ -19,6 +19,7 @@ GAN_CHECKPOINT_DIR = GAN_DIR / "checkpoint"
 GAN_CHECKPOINT = GAN_CHECKPOINT_DIR / "state.npz"
 METRICS = Path("results/metrics.json")
 PER_CLASS = Path("results/per_class_accuracy.csv")
+READINGS = Path("results/readings.csv")
 RESTORED_GRID = Path("results/restored_grid.png")
 PER_CLASS_PLOT = Path("data/evaluate/per_class_accuracy.png")
 GENERALISATION = Path("results/accuracy_by_hole.csv")

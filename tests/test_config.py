@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import shutil
 import subprocess
@@ -7,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, offline_env
-from pipeline.config import ParamsError, flatten, load_params, parse_params
+from pipeline.config import CLASSIC_RECIPE, ParamsError, flatten, load_params, parse_params
 
 
 def default() -> dict:
@@ -20,11 +21,13 @@ def with_value(section: str, key: str, value) -> dict:
     return raw
 
 
-def test_default_params_are_the_classic_setting():
+def test_default_params_keep_the_classic_mask_and_classifier_and_the_chapter_recipe():
     params = load_params(ROOT / "params.yaml")
     assert params.data.dataset == "mnist"
     assert (params.mask.size, params.mask.row_min, params.mask.row_max, params.mask.fill) == (8, 8, 11, -1.0)
-    assert (params.gan.lr_g, params.gan.lr_d, params.gan.beta1, params.gan.real_label) == (2e-4, 4e-4, 0.5, 0.9)
+    assert (params.gan.lr_g, params.gan.lr_d, params.gan.beta1, params.gan.real_label) == (4e-4, 8e-4, 0.5, 0.9)
+    classic = dataclasses.replace(params.gan, **CLASSIC_RECIPE)
+    assert (classic.batch_size, classic.lr_g, classic.lr_d, classic.recon_weight) == (128, 2e-4, 4e-4, 0.0)
     assert (params.classifier.epochs, params.classifier.batch_size, params.classifier.validation_split) == (3, 128, 0.2)
     recipe = (params.gan.generator, params.gan.mask_channel, params.gan.composite, params.gan.discriminator)
     assert recipe == ("unet", True, True, "patch") and params.gan.recon_weight == 100.0

@@ -5,6 +5,7 @@ The tests run in file order on one shared copy of the repository; later ones cha
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import sys
@@ -76,6 +77,13 @@ def test_metrics_have_every_key_in_range(tiny_repo):
     csv_lines = (tiny_repo / "results/per_class_accuracy.csv").read_text().splitlines()
     assert csv_lines[0] == "class,clean,masked,restored" and len(csv_lines) == 11
     assert (tiny_repo / "results/restored_grid.png").read_bytes()[:4] == b"\x89PNG"
+    # One reading per test image, the same readings the accuracies were computed from.
+    with (tiny_repo / "results/readings.csv").open() as f:
+        readings = list(csv.DictReader(f))
+    assert len(readings) == 256 and list(readings[0]) == ["digit", "clean", "masked", "restored"]
+    for variant in ("clean", "masked", "restored"):
+        hits = sum(row["digit"] == row[variant] for row in readings)
+        assert hits / 256 == metrics["accuracy"][variant]
     shown = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], tiny_repo).stdout
     assert "accuracy" in shown and "val_accuracy" in shown
 
@@ -84,7 +92,7 @@ def test_mlflow_holds_parent_and_stage_runs(tiny_repo):
     parents = runs(tiny_repo, PARENTS)
     assert len(parents) == 1
     parent = parents[0]
-    assert parent.data.params["gan.lr_g"] == "0.0002"
+    assert parent.data.params["gan.lr_g"] == "0.0004"
     assert parent.data.params["mask.size"] == "8"
     assert parent.data.tags["dataset"] == "mnist"
     assert re.fullmatch(r"[0-9a-f]{40}", parent.data.tags["git_commit"])
