@@ -1,6 +1,6 @@
 """Training and restoration speed: the chapter's loop against the project's compiled train step.
 
-    python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0] [--jit-compile]
+    python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0] [--jit-compile] [--floor]
         [--variants chapter classic classic-bf16 default default-fp32]
 
 In one process, on the same random batches of 128 images, times
@@ -11,7 +11,8 @@ In one process, on the same random batches of 128 images, times
 and restoring 10,000 images with each generator. Prints the median seconds per iteration,
 images per second, the ratio to (a), seconds per epoch of 60,000 images, the FLOPs of one
 step counted from the layer shapes, the fraction of the peak FLOP/s of a large matmul on this
-machine that each reaches, and the peak RSS. Warm-up iterations are excluded. Not a test.
+machine that each reaches, and the peak RSS. Warm-up iterations are excluded. With --floor, also the time
+of each (b) variant's convolutions run alone: the speed no step of those models can beat. Not a test.
 """
 
 from __future__ import annotations
@@ -61,6 +62,40 @@ def peak_matmul_flops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
         matmul(a).numpy()
         times.append(time.perf_counter() - started)
     return 2 * n**3 / min(times)
+
+
+def conv_seconds(layer: keras.layers.Conv2D, batch: int, dtype, iterations: int, warmup: int) -> float:
+    """Median seconds of `layer`'s convolution alone on `batch` images: forward, then the gradients of its input
+    and kernel."""
+    x = tf.cast(tf.random.normal((batch, *layer.input.shape[1:])), dtype)
+    kernel = tf.cast(tf.random.normal(layer.kernel.shape), dtype)
+    strides, padding = layer.strides, layer.padding.upper()
+
+    @tf.function
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            out = tf.reduce_sum(tf.cast(tf.nn.conv2d(x, kernel, strides, padding), tf.float32))
+        return tape.gradient(out, [x, kernel])
+
+    return median_seconds(lambda _: [g.numpy() for g in forward_backward()], iterations, warmup)
+
+
+def convolution_floor(gan_params, iterations: int, warmup: int) -> tuple[float, int]:
+    """Seconds and FLOPs of the recipe's convolutions, each run alone on the shapes of one step (G's on BATCH
+    images, D's on real + fake): no train step of these models can be faster with these kernels, whatever
+    glue (BatchNorm, activations, optimizer, Python) it drops."""
+    dtype = tf.bfloat16 if gan_params.precision == "mixed_bfloat16" else tf.float32
+    discriminator = build_discriminator(gan_params.discriminator, class_head=gan_params.class_weight > 0)
+    generator = build_generator(gan_params.generator, gan_params.mask_channel, gan_params.composite)
+    seconds = flops = 0
+    for model, batch in ((generator, BATCH), (discriminator, 2 * BATCH)):
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.Conv2D):
+                seconds += conv_seconds(layer, batch, dtype, iterations, warmup)
+                _, h, w, c_out = layer.output.shape
+                flops += 3 * 2 * batch * h * w * int(np.prod(layer.kernel.shape[:3])) * c_out
+    return seconds, flops
 
 
 def median_seconds(step, iterations: int, warmup: int) -> float:
@@ -137,6 +172,8 @@ def main() -> None:
     parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0 = TensorFlow's default)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="which to time (a thread sweep needs only one; ratios are to the first)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time each (b) variant's convolutions alone: a floor under its step time")
     parser.add_argument("--jit-compile", action="store_true",
                         help="compile the (b) steps with XLA (Keras leaves XLA off on machines without a GPU)")
     args = parser.parse_args()
@@ -163,6 +200,7 @@ def main() -> None:
     print("\n| variant | s/iteration | images/s | vs first row | s/epoch | GFLOP/step | of peak (its dtype) | restore 10k s | process peak RSS so far, MB |")
     print("|---|---|---|---|---|---|---|---|---|")
     baseline = None
+    floors = []
     for variant in args.variants:
         name, run, recipe, precision, chapter_style = VARIANTS[variant]
         gan_params = dataclasses.replace(recipes[recipe], precision=precision or recipes[recipe].precision)
@@ -183,6 +221,16 @@ def main() -> None:
             f"{restore:.2f} | {rss:.0f} |",
             flush=True,
         )
+        if args.floor and run is project_step:
+            floor, conv_flops = convolution_floor(gan_params, args.iterations, args.warmup)
+            floors.append(f"| {name} | {floor:.3f} | {conv_flops / 1e9:.1f} | {conv_flops / floor / 1e9:.0f} | "
+                          f"{baseline / floor:.2f}x |")
+    if floors:
+        print("\nFloor: each (b) step's convolutions alone, forward and backward once (the step itself takes D's "
+              "input gradients twice: for D's update and for G's)\n")
+        print("| variant | s | GFLOP | GFLOP/s | at most, vs first row |")
+        print("|---|---|---|---|---|")
+        print("\n".join(floors))
 
 
 if __name__ == "__main__":
