@@ -81,7 +81,7 @@ def test_report_tabulates_the_selected_runs(swept_repo, grid_report, tmp_path):
     assert [row[0] for row in rows] == [name for name, _ in by_size]  # sorted by mask size
     for row, (name, exp) in zip(rows, by_size):
         acc, recovered = exp["metrics"]["accuracy"], exp["metrics"]["recovered_fraction"]
-        assert row[1:5] == ["mnist", str(exp["params"]["mask"]["size"]), "0.0003", "0.0004"]
+        assert row[1:5] == ["mnist", str(exp["params"]["mask"]["size"]), "0.0003", str(exp["params"]["gan"]["lr_d"])]
         assert row[5:8] == [f"{acc[v]:.4f}" for v in ("clean", "masked", "restored")]
         assert row[8] == ("-" if recovered is None else f"{recovered:.4f}")
     with Image.open(grid_report / "comparison.png") as image:
