@@ -39,17 +39,19 @@ EPOCH_IMAGES = 60_000
 RESTORE_IMAGES = 10_000
 
 
+def layer_flops(layer: keras.layers.Layer) -> int:
+    """Multiply-adds x 2 of a Conv2D or Dense layer for one image; 0 for the rest (negligible)."""
+    if isinstance(layer, keras.layers.Conv2D):
+        _, h, w, c_out = layer.output.shape
+        k_h, k_w, c_in, _ = layer.kernel.shape
+        return 2 * h * w * k_h * k_w * c_in * c_out
+    if isinstance(layer, keras.layers.Dense):
+        return 2 * int(np.prod(layer.kernel.shape))
+    return 0
+
+
 def forward_flops(model: keras.Model) -> int:
-    """Multiply-adds x 2 of the Conv2D and Dense layers for one image (the rest is negligible)."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, c_out = layer.output.shape
-            k_h, k_w, c_in, _ = layer.kernel.shape
-            total += 2 * h * w * k_h * k_w * c_in * c_out
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * int(np.prod(layer.kernel.shape))
-    return total
+    return sum(layer_flops(layer) for layer in model.layers)
 
 
 def peak_matmul_flops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
@@ -93,8 +95,7 @@ def convolution_floor(gan_params, iterations: int, warmup: int) -> tuple[float, 
         for layer in model.layers:
             if isinstance(layer, keras.layers.Conv2D):
                 seconds += conv_seconds(layer, batch, dtype, iterations, warmup)
-                _, h, w, c_out = layer.output.shape
-                flops += 3 * 2 * batch * h * w * int(np.prod(layer.kernel.shape[:3])) * c_out
+                flops += 3 * batch * layer_flops(layer)
     return seconds, flops
 
 
