@@ -11,7 +11,8 @@ In one process, on the same random batches of 128 images, times
 and restoring 10,000 images with each generator. Prints the median seconds per iteration,
 images per second, the ratio to (a), seconds per epoch of 60,000 images, the FLOPs of one
 step counted from the layer shapes, the fraction of the peak FLOP/s of a large matmul on this
-machine that each reaches, and the peak RSS. Warm-up iterations are excluded. With --floor, also the time
+machine that each reaches, the time restoring 10,000 images would take if the generator's forward ran at
+that peak (no restoration can beat it), and the peak RSS. Warm-up iterations are excluded. With --floor, also the time
 of each (b) variant's convolutions run alone: the speed no step of those models can beat. Not a test.
 """
 
@@ -198,8 +199,8 @@ def main() -> None:
     for dtype, peak in peaks.items():
         print(f"peak matmul: {peak / 1e9:.0f} GFLOP/s (2048x2048 {dtype}, best of 5)")
     recipes = {"classic": classic, "default": default}
-    print("\n| variant | s/iteration | images/s | vs first row | s/epoch | GFLOP/step | of peak (its dtype) | restore 10k s | process peak RSS so far, MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| variant | s/iteration | images/s | vs first row | s/epoch | GFLOP/step | of peak (its dtype) | restore 10k s | restore 10k at peak, s | process peak RSS so far, MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     baseline = None
     floors = []
     for variant in args.variants:
@@ -219,7 +220,7 @@ def main() -> None:
         print(
             f"| {name} | {seconds:.3f} | {BATCH / seconds:.0f} | {baseline / seconds:.2f}x | "
             f"{EPOCH_IMAGES / BATCH * seconds:.0f} | {flops / 1e9:.1f} | {flops / seconds / peak:.0%} | "
-            f"{restore:.2f} | {rss:.0f} |",
+            f"{restore:.2f} | {RESTORE_IMAGES * g / peak:.2f} | {rss:.0f} |",
             flush=True,
         )
         if args.floor and run is project_step:
