@@ -84,13 +84,11 @@ def conv_seconds(layer: keras.layers.Conv2D, batch: int, dtype, iterations: int,
     return median_seconds(lambda _: [g.numpy() for g in forward_backward()], iterations, warmup)
 
 
-def convolution_floor(gan_params, iterations: int, warmup: int) -> tuple[float, int]:
-    """Seconds and FLOPs of the recipe's convolutions, each run alone on the shapes of one step (G's on BATCH
-    images, D's on real + fake): no train step of these models can be faster with these kernels, whatever
-    glue (BatchNorm, activations, optimizer, Python) it drops."""
-    dtype = tf.bfloat16 if gan_params.precision == "mixed_bfloat16" else tf.float32
-    discriminator = build_discriminator(gan_params.discriminator, class_head=gan_params.class_weight > 0)
-    generator = build_generator(gan_params.generator, gan_params.mask_channel, gan_params.composite)
+def convolution_floor(generator, discriminator, precision: str, iterations: int, warmup: int) -> tuple[float, int]:
+    """Seconds and FLOPs of the models' convolutions, each run alone on the shapes of one step (G's on BATCH
+    images, D's on real + fake) in `precision`'s compute dtype: no train step of these models can be faster with
+    these kernels, whatever glue (BatchNorm, activations, optimizer, Python) it drops."""
+    dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32
     seconds = flops = 0
     for model, batch in ((generator, BATCH), (discriminator, 2 * BATCH)):
         for layer in model.layers:
@@ -211,7 +209,8 @@ def main() -> None:
         seconds, generator = run(gan_params, batches, args.iterations, args.warmup, **xla)
         baseline = baseline or seconds
         g = forward_flops(generator)
-        d = forward_flops(build_discriminator(gan_params.discriminator, class_head=gan_params.class_weight > 0))
+        discriminator = build_discriminator(gan_params.discriminator, class_head=gan_params.class_weight > 0)
+        d = forward_flops(discriminator)
         # Per image: (a) G forward in predict, D trained on real+fake (3x forward each), stacked G+D trained
         # (3x G, 3x D); (b) one G forward+backward (3x) and D forward+backward on real and fake (3x, 2 images).
         flops = BATCH * ((4 * g + 9 * d) if chapter_style else (3 * g + 6 * d))
@@ -224,7 +223,9 @@ def main() -> None:
             flush=True,
         )
         if args.floor and run is project_step:
-            floor, conv_flops = convolution_floor(gan_params, args.iterations, args.warmup)
+            floor, conv_flops = convolution_floor(
+                generator, discriminator, gan_params.precision, args.iterations, args.warmup
+            )
             floors.append(f"| {name} | {floor:.3f} | {conv_flops / 1e9:.1f} | {conv_flops / floor / 1e9:.0f} | "
                           f"{baseline / floor:.2f}x |")
     if floors:
