@@ -22,7 +22,7 @@ DISCRIMINATORS = ("global", "patch")
 PRECISIONS = ("float32", "mixed_bfloat16")
 # The chapter's recipe, as overrides of the gan section (params.yaml defaults to the inpainting recipe).
 CLASSIC_RECIPE = dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0,
-                      class_weight=0.0, ema=0.0, batch_size=128, lr_g=2e-4, lr_d=4e-4)
+                      class_weight=0.0, reader_weight=0.0, ema=0.0, batch_size=128, lr_g=2e-4, lr_d=4e-4)
 IMAGE_SIDE = 28
 NUM_CLASSES = 10  # digits, or Fashion-MNIST's 10 kinds of clothing
 
@@ -74,6 +74,7 @@ class GanParams:
     real_label: float
     recon_weight: float
     class_weight: float
+    reader_weight: float
     ema: float
     precision: str
     seed: int
@@ -206,6 +207,7 @@ def _validate(p: Params) -> None:
     _require(0 < g.real_label <= 1, f"gan.real_label: must be in (0, 1], got {g.real_label}")
     _require(g.recon_weight >= 0, f"gan.recon_weight: must be >= 0, got {g.recon_weight}")
     _require(g.class_weight >= 0, f"gan.class_weight: must be >= 0, got {g.class_weight}")
+    _require(g.reader_weight >= 0, f"gan.reader_weight: must be >= 0, got {g.reader_weight}")
     _require(0 <= g.ema < 1, f"gan.ema: must be in [0, 1) (0 = no averaging), got {g.ema}")
 
     e = p.evaluate

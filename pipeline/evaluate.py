@@ -22,7 +22,7 @@ from pipeline.config import Params
 from pipeline.inference import forward
 from pipeline.mask import load_masked_split
 from pipeline.masks import apply_masks, split_rng, square_masks
-from pipeline.models import generator_input
+from pipeline.models import DIGIT_READING, generator_input
 
 VARIANTS = ("clean", "masked", "restored")
 # Unseen holes: (side, first corner row/col, last corner row/col). Squares of several sides at the
@@ -40,6 +40,16 @@ def restorations(generator, masked, holes) -> dict:
     """The generator's restoration ("restored") and each classical method's, of the same masked images."""
     restored = {"restored": forward(generator, generator_input(masked, holes))}
     return restored | {name: classical.inpaint(masked, holes, name) for name in classical.METHODS}
+
+
+def generator_reading(generator, masked, holes):
+    """The digit the generator itself read in each masked image (gan.reader_weight > 0), or None if it has no
+    reader. Beside the judge's reading of the restoration it splits what is left: digits the generator
+    misread, and digits it read right but drew so that the judge reads them otherwise."""
+    if DIGIT_READING not in [layer.name for layer in generator.layers]:
+        return None
+    reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
+    return forward(reader, generator_input(masked, holes)).argmax(axis=1)
 
 
 def read(classifier, images):
@@ -113,6 +123,9 @@ def main(params: Params) -> None:
         trained = {"masked": result["accuracy"]["masked"], "restored": result["accuracy"]["restored"]}
         trained |= {name: baseline["accuracy"] for name, baseline in result["baselines"].items()}
         result["generalisation"] = generalisation(params, generator, classifier, clean, labels, trained)
+        reading = generator_reading(generator, masked, holes)
+        if reading is not None:
+            result["generator_reading_accuracy"] = m.accuracy(reading, labels)
 
         save_json(paths.METRICS, result)
         write_csv(

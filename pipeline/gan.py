@@ -12,6 +12,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from pipeline.models import DIGIT_READING
+
 
 class RestorationGAN(keras.Model):
     def __init__(
@@ -21,6 +23,7 @@ class RestorationGAN(keras.Model):
         real_label: float,
         recon_weight: float,
         class_weight: float = 0.0,
+        reader_weight: float = 0.0,
     ):
         super().__init__()
         self.generator = generator
@@ -28,6 +31,13 @@ class RestorationGAN(keras.Model):
         self.real_label = real_label
         self.recon_weight = recon_weight
         self.class_weight = class_weight
+        self.reader_weight = reader_weight
+        # With a digit reader, the same generator with its reading as a second output, for the reader's loss.
+        self.generator_and_reading = (
+            keras.Model(generator.input, [generator.output, generator.get_layer(DIGIT_READING).output])
+            if reader_weight
+            else None
+        )
         # Keras losses (not hand-written means) so that under a tf.distribute strategy each replica's
         # loss is divided by the number of replicas and the summed gradients are the global mean.
         self.bce = keras.losses.BinaryCrossentropy()
@@ -48,15 +58,21 @@ class RestorationGAN(keras.Model):
 
     def losses_for(self, inputs, clean, labels, training: bool):
         """D loss (the chapter's: mean BCE over the real batch at `real_label` and the fake batch at 0),
-        G loss (adversarial BCE towards 1, plus `recon_weight` x L1), the L1 term alone and the class term.
+        G loss (adversarial BCE towards 1, plus `recon_weight` x L1), the L1 term alone, the class term
+        and the reader term.
 
         `inputs` are generator inputs (masked image and hole channels); the discriminator sees `clean` and
         the restoration of the same images (paired batches). With a patch discriminator the BCE is the
         mean over its grid of patch verdicts. With `class_weight` > 0 the discriminator also learns to
         read the digit of the real images, and G pays `class_weight` x the cross-entropy of the true digit
         in D's reading of the restoration: L1 alone lets a hole that could be a 4 or a 9 be filled with
-        an average of both, which reads as neither."""
-        fake = self.generator(inputs, training=training)
+        an average of both, which reads as neither. With `reader_weight` > 0 the generator has its own digit
+        reader (models.build_generator's digit_reader), and G also pays `reader_weight` x the cross-entropy
+        of the true digit in that reading."""
+        if self.reader_weight:
+            fake, reading = self.generator_and_reading(inputs, training=training)
+        else:
+            fake = self.generator(inputs, training=training)
         out = self.discriminator(ops.concatenate([clean, fake], axis=0), training=training)
         p, classes = out if self.class_weight else (out, None)
         p_real, p_fake = ops.split(p, 2, axis=0)
@@ -71,17 +87,21 @@ class RestorationGAN(keras.Model):
             class_loss = self.cce(labels, classes_fake)
             d_loss = d_loss + self.cce(labels, classes_real)
             g_loss = g_loss + self.class_weight * class_loss
-        return d_loss, g_loss, l1, class_loss
+        reader_loss = ops.zeros_like(l1)
+        if self.reader_weight:
+            reader_loss = self.cce(labels, reading)
+            g_loss = g_loss + self.reader_weight * reader_loss
+        return d_loss, g_loss, l1, class_loss, reader_loss
 
     def train_step(self, batch):
         inputs, (clean, labels) = batch
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            d_loss, g_loss, l1, class_loss = self.losses_for(inputs, clean, labels, training=True)
+            d_loss, g_loss, l1, class_loss, reader_loss = self.losses_for(inputs, clean, labels, training=True)
         d_weights = self.discriminator.trainable_weights
         g_weights = self.generator.trainable_weights
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_weights), d_weights))
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_weights), g_weights))
-        losses = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "class_loss": class_loss}
+        losses = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "class_loss": class_loss, "reader_loss": reader_loss}
         # Undo the per-replica scaling for reporting: the logged values are the losses of the whole batch.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return {name: value * replicas for name, value in losses.items()}

@@ -10,6 +10,8 @@ from pipeline.config import IMAGE_SIDE, NUM_CLASSES
 
 IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 GENERATOR_INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 2)
+BOTTLENECK_SIDE = IMAGE_SIDE // 4
+DIGIT_READING = "digit_reading"  # the generator layer whose output is its reading of the digit
 
 
 def generator_input(masked: np.ndarray, holes: np.ndarray) -> np.ndarray:
@@ -23,40 +25,53 @@ def _conv_bn_relu(x, filters: int):
     return layers.Activation("relu")(x)
 
 
-def _autoencoder(x):
+def _read_digit(x):
+    """The generator reads the digit from its 7x7 bottleneck (dropout, dense 256, softmax over the 10
+    classes) and the reading, embedded as 16 more 7x7 channels, joins the bottleneck: the decoder draws
+    the digit it read. Trained on the true digits (gan.reader_weight), this head alone reads ~98% of the
+    masked MNIST test digits, where the generator without it drew ~97.5% that the judge read right."""
+    h = layers.Dropout(0.3)(layers.Flatten()(x))
+    h = layers.Dense(256, activation="relu")(h)
+    reading = layers.Dense(NUM_CLASSES, activation="softmax", name=DIGIT_READING, dtype="float32")(h)
+    embedded = layers.Dense(BOTTLENECK_SIDE * BOTTLENECK_SIDE * 16)(reading)
+    return layers.Concatenate()([x, layers.Reshape((BOTTLENECK_SIDE, BOTTLENECK_SIDE, 16))(embedded)])
+
+
+def _autoencoder(x, bottleneck):
     """The chapter's conv autoencoder: 28 -> 14 -> 7 by average pooling, back up by upsampling."""
     x = _conv_bn_relu(x, 32)
     x = layers.AveragePooling2D(2)(x)
     x = _conv_bn_relu(x, 64)
     x = layers.AveragePooling2D(2)(x)
     x = _conv_bn_relu(x, 128)
-    x = _conv_bn_relu(x, 128)
+    x = bottleneck(_conv_bn_relu(x, 128))
     x = layers.UpSampling2D(2)(x)
     x = _conv_bn_relu(x, 64)
     x = layers.UpSampling2D(2)(x)
     return _conv_bn_relu(x, 32)
 
 
-def _unet(x):
+def _unet(x, bottleneck):
     """The same encoder and decoder with skip connections, so the decoder sees the known pixels at full detail."""
     skip28 = _conv_bn_relu(x, 32)
     skip14 = _conv_bn_relu(layers.AveragePooling2D(2)(skip28), 64)
     x = _conv_bn_relu(layers.AveragePooling2D(2)(skip14), 128)
-    x = _conv_bn_relu(x, 128)
+    x = bottleneck(_conv_bn_relu(x, 128))
     x = _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip14]), 64)
     return _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip28]), 32)
 
 
-def build_generator(kind: str, mask_channel: bool, composite: bool) -> keras.Model:
+def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False) -> keras.Model:
     """`kind` body ("autoencoder" = the classic, or "unet"), tanh output.
 
     mask_channel: the body also sees where the hole is. composite: the output keeps
-    every known pixel of the input and replaces only the hole.
+    every known pixel of the input and replaces only the hole. digit_reader: the decoder draws
+    from the generator's own reading of the digit (layer DIGIT_READING, see `_read_digit`).
     """
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     image, hole = inputs[..., :1], inputs[..., 1:]
     body = {"autoencoder": _autoencoder, "unet": _unet}[kind]
-    x = body(inputs if mask_channel else image)
+    x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck))
     # Outputs in float32 under any dtype policy: the composite must copy the known pixels bit for bit.
     restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored", dtype="float32")(x)
     if composite:

@@ -40,7 +40,7 @@ from pipeline.models import (
     generator_input,
 )
 
-LOSS_NAMES = ("d_loss", "g_loss", "l1", "class_loss")
+LOSS_NAMES = ("d_loss", "g_loss", "l1", "class_loss", "reader_loss")
 SAMPLES = 8
 
 
@@ -168,9 +168,9 @@ def dtype_policy(name: str):
 def build_gan(g: GanParams) -> RestorationGAN:
     """The recipe of params.gan with its Adam optimisers, ready to train."""
     with dtype_policy(g.precision):
-        generator = build_generator(g.generator, g.mask_channel, g.composite)
+        generator = build_generator(g.generator, g.mask_channel, g.composite, digit_reader=g.reader_weight > 0)
         discriminator = build_discriminator(g.discriminator, class_head=g.class_weight > 0)
-    gan = RestorationGAN(generator, discriminator, g.real_label, g.recon_weight, g.class_weight)
+    gan = RestorationGAN(generator, discriminator, g.real_label, g.recon_weight, g.class_weight, g.reader_weight)
     gan.compile(
         # With gan.ema the optimizer also keeps the moving average of G's weights (saved in checkpoints with
         # its other variables); `train` puts the average into the generator at the end.

@@ -53,6 +53,7 @@ def test_default_params_keep_the_classic_mask_and_classifier_and_the_chapter_rec
         ("gan", "discriminator", "local", "gan.discriminator: unknown discriminator 'local'; allowed values are global, patch"),
         ("gan", "composite", "yes", "gan.composite: must be true or false, got 'yes'"),
         ("gan", "class_weight", -1, "gan.class_weight: must be >= 0, got -1"),
+        ("gan", "reader_weight", -0.5, "gan.reader_weight: must be >= 0, got -0.5"),
         ("gan", "ema", 1, "gan.ema: must be in [0, 1) (0 = no averaging), got 1.0"),
         ("gan", "precision", "float16", "gan.precision: unknown precision 'float16'; allowed values are float32, mixed_bfloat16"),
     ],

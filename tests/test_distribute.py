@@ -33,13 +33,14 @@ def one_step(strategy):
     data = training_batches(masked, holes, clean, labels, batch_size=64, steps=1, seed=0, epochs=range(1))
     logs = gan.fit(data, epochs=1, steps_per_epoch=1, verbose=0).history
     changed = any(not np.array_equal(b, w.numpy()) for b, w in zip(before, gan.generator.trainable_weights))
-    return {name: logs[name][0] for name in ("d_loss", "g_loss", "l1", "class_loss")} | {
+    return {name: logs[name][0] for name in ("d_loss", "g_loss", "l1", "class_loss", "reader_loss")} | {
         "replicas": strategy.num_replicas_in_sync, "generator_updated": changed}
 
 devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 print(json.dumps({"mirrored": one_step(tf.distribute.MirroredStrategy(devices)),
                   "single": one_step(tf.distribute.get_strategy()),
-                  "weights": {"recon": params.gan.recon_weight, "class": params.gan.class_weight}}))
+                  "weights": {"recon": params.gan.recon_weight, "class": params.gan.class_weight,
+                              "reader": params.gan.reader_weight}}))
 """
 
 
@@ -60,6 +61,7 @@ def test_train_step_under_mirrored_strategy_reports_whole_batch_losses():
     assert abs(mirrored["class_loss"] - single["class_loss"]) < 0.02 * single["class_loss"]
     adversarial = {
         name: run["g_loss"] - weights["recon"] * run["l1"] - weights["class"] * run["class_loss"]
+        - weights["reader"] * run["reader_loss"]
         for name, run in (("mirrored", mirrored), ("single", single))
     }
     assert 0.3 < adversarial["single"] < 2.0

@@ -5,7 +5,7 @@ import pytest
 from conftest import ROOT, random_masked_batch
 from pipeline.config import load_params
 from pipeline.gan import RestorationGAN
-from pipeline.models import build_discriminator, build_generator, generator_input
+from pipeline.models import DIGIT_READING, build_discriminator, build_generator, generator_input
 from pipeline.train_classifier import build_classifier
 
 
@@ -65,11 +65,11 @@ def test_the_mask_channel_is_used(batch):
 LABELS = np.arange(16) % 10
 
 
-def make_gan(recon_weight: float, generator=None, class_weight: float = 0.0) -> RestorationGAN:
+def make_gan(recon_weight: float, generator=None, class_weight: float = 0.0, reader_weight: float = 0.0) -> RestorationGAN:
     keras.utils.set_random_seed(0)
-    generator = generator or build_generator("autoencoder", False, False)
+    generator = generator or build_generator("autoencoder", False, False, digit_reader=reader_weight > 0)
     discriminator = build_discriminator("global", class_head=class_weight > 0)
-    gan = RestorationGAN(generator, discriminator, 0.9, recon_weight, class_weight)
+    gan = RestorationGAN(generator, discriminator, 0.9, recon_weight, class_weight, reader_weight)
     gan.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(4e-4, beta_1=0.5))
     return gan
 
@@ -77,8 +77,8 @@ def make_gan(recon_weight: float, generator=None, class_weight: float = 0.0) -> 
 def test_recon_weight_adds_weighted_l1_to_the_generator_loss(batch):
     masked, holes, clean = batch
     inputs = generator_input(masked, holes)
-    d0, g0, l1_0, _ = (float(v) for v in make_gan(0.0).losses_for(inputs, clean, LABELS, training=False))
-    d1, g1, l1_1, _ = (float(v) for v in make_gan(10.0).losses_for(inputs, clean, LABELS, training=False))
+    d0, g0, l1_0, *_ = (float(v) for v in make_gan(0.0).losses_for(inputs, clean, LABELS, training=False))
+    d1, g1, l1_1, *_ = (float(v) for v in make_gan(10.0).losses_for(inputs, clean, LABELS, training=False))
     assert l1_0 > 0 and l1_0 == pytest.approx(l1_1) and d0 == pytest.approx(d1)
     assert g1 == pytest.approx(g0 + 10.0 * l1_0, rel=1e-5)
 
@@ -87,7 +87,7 @@ def test_class_weight_adds_the_cross_entropy_of_the_true_digit_in_d_s_reading_of
     masked, holes, clean = batch
     inputs = generator_input(masked, holes)
     gan = make_gan(10.0, class_weight=2.0)
-    d, g, l1, class_loss = (float(v) for v in gan.losses_for(inputs, clean, LABELS, training=False))
+    d, g, l1, class_loss, _ = (float(v) for v in gan.losses_for(inputs, clean, LABELS, training=False))
     p_real, classes = gan.discriminator(np.concatenate([clean, gan.generator(inputs).numpy()]))
     classes = classes.numpy()
     expected = -np.mean(np.log(classes[16:][np.arange(16), LABELS]))
@@ -96,7 +96,7 @@ def test_class_weight_adds_the_cross_entropy_of_the_true_digit_in_d_s_reading_of
     assert g == pytest.approx(adversarial + 10.0 * l1 + 2.0 * class_loss, rel=1e-4)
     real_class_loss = -np.mean(np.log(classes[:16][np.arange(16), LABELS]))
     assert d > real_class_loss  # D also pays for misreading the real digits
-    _, _, _, off = make_gan(10.0).losses_for(inputs, clean, LABELS, training=False)
+    _, _, _, off, _ = make_gan(10.0).losses_for(inputs, clean, LABELS, training=False)
     assert float(off) == 0.0 and len(make_gan(10.0).discriminator.outputs) == 1
 
 
@@ -112,12 +112,67 @@ def test_training_with_the_class_term_teaches_d_to_read_the_real_digits(batch):
     assert first > 0 and real_after < 0.5 * real_before
 
 
+def test_reader_weight_adds_the_cross_entropy_of_the_true_digit_in_g_s_own_reading(batch):
+    masked, holes, clean = batch
+    inputs = generator_input(masked, holes)
+    gan = make_gan(10.0, reader_weight=2.0)
+    d, g, l1, class_loss, reader_loss = (float(v) for v in gan.losses_for(inputs, clean, LABELS, training=False))
+    restored, reading = (t.numpy() for t in gan.generator_and_reading(inputs))
+    np.testing.assert_array_equal(restored, gan.generator(inputs).numpy())  # the same generator, two outputs
+    expected = -np.mean(np.log(reading[np.arange(16), LABELS]))
+    assert reader_loss == pytest.approx(expected, rel=1e-4) and class_loss == 0.0
+    adversarial = -np.mean(np.log(gan.discriminator(restored).numpy()))
+    assert g == pytest.approx(adversarial + 10.0 * l1 + 2.0 * reader_loss, rel=1e-4)
+    without = make_gan(10.0)
+    assert float(without.losses_for(inputs, clean, LABELS, training=False)[4]) == 0.0
+    assert DIGIT_READING not in [layer.name for layer in without.generator.layers]
+
+
+def test_the_decoder_draws_from_the_generator_s_reading_of_the_digit(batch):
+    masked, holes, _ = batch
+    keras.utils.set_random_seed(0)
+    generator = build_generator("unet", True, composite=True, digit_reader=True)
+    head = generator.get_layer(DIGIT_READING)
+    kernel, bias = head.get_weights()
+
+    def restore_reading_as(digit: int) -> np.ndarray:
+        head.set_weights([np.zeros_like(kernel), np.where(np.arange(10) == digit, 20.0, 0.0).astype(np.float32)])
+        return generator(generator_input(masked, holes)).numpy()
+
+    three, seven = restore_reading_as(3), restore_reading_as(7)
+    np.testing.assert_array_equal(three[~holes], seven[~holes])  # known pixels kept either way
+    assert np.abs(three[holes] - seven[holes]).mean() > 1e-3  # the hole follows the reading
+
+
+def test_evaluate_reads_the_digit_the_generator_read_and_nothing_without_a_reader(batch):
+    from pipeline.evaluate import generator_reading
+
+    masked, holes, _ = batch
+    assert generator_reading(build_generator("unet", True, True), masked, holes) is None
+    generator = build_generator("unet", True, True, digit_reader=True)
+    head = generator.get_layer(DIGIT_READING)
+    kernel, bias = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), np.where(np.arange(10) == 4, 20.0, 0.0).astype(np.float32)])
+    np.testing.assert_array_equal(generator_reading(generator, masked, holes), np.full(16, 4))
+
+
+def test_training_with_the_reader_teaches_g_to_read_the_digit(batch):
+    masked, holes, clean = batch
+    generator = build_generator("unet", True, composite=True, digit_reader=True)
+    gan = make_gan(10.0, generator=generator, reader_weight=1.0)
+    inputs = generator_input(masked, holes)
+    first = float(gan.train_step((inputs, (clean, LABELS)))["reader_loss"])
+    for _ in range(30):
+        last = float(gan.train_step((inputs, (clean, LABELS)))["reader_loss"])
+    assert last < 0.5 * first
+
+
 def test_l1_is_zero_when_the_generator_reproduces_the_target(batch):
     masked, holes, clean = batch
     image_only = keras.Input((28, 28, 2))
     identity = keras.Model(image_only, image_only[..., :1])  # returns channel 0 unchanged
     inputs = generator_input(clean, holes)  # the "masked" image is the target itself
-    _, _, l1, _ = make_gan(100.0, identity).losses_for(inputs, clean, LABELS, training=False)
+    _, _, l1, *_ = make_gan(100.0, identity).losses_for(inputs, clean, LABELS, training=False)
     assert float(l1) == 0.0
 
 
@@ -157,9 +212,9 @@ def test_a_non_finite_loss_stops_training_and_names_the_iteration():
 
     progress = LossProgress(epochs=2, steps=10)
     progress.on_epoch_begin(1)
-    progress.on_train_batch_end(0, {"d_loss": 0.7, "g_loss": 3.0, "l1": 0.1, "class_loss": 0.0})
+    progress.on_train_batch_end(0, {"d_loss": 0.7, "g_loss": 3.0, "l1": 0.1, "class_loss": 0.0, "reader_loss": 0.0})
     with pytest.raises(PipelineError, match=r"diverged at iteration 13 \(epoch 2, batch 3\): d_loss=0.6, g_loss=nan"):
-        progress.on_train_batch_end(3, {"d_loss": 0.6, "g_loss": float("nan"), "l1": 0.1, "class_loss": 0.0})
+        progress.on_train_batch_end(3, {"d_loss": 0.6, "g_loss": float("nan"), "l1": 0.1, "class_loss": 0.0, "reader_loss": 0.0})
 
 
 class GeneratorWeightsPerIteration(keras.callbacks.Callback):

@@ -68,6 +68,7 @@ def test_metrics_have_every_key_in_range(tiny_repo):
     assert set(metrics["baselines"]) == {"telea", "navier_stokes"}
     for baseline in metrics["baselines"].values():
         assert 0 <= baseline["accuracy"] <= 1 and 0 < baseline["hole_mae"] < metrics["hole"]["mae_masked"]
+    assert 0 <= metrics["generator_reading_accuracy"] <= 1  # the default generator reads the digit itself
     assert set(metrics["generalisation"]) == {"4x4", "8x8", "12x12", "14x14", "8x8_anywhere"}
     for row in metrics["generalisation"].values():
         assert set(row) == {"masked", "restored", "telea", "navier_stokes"} and all(0 <= v <= 1 for v in row.values())

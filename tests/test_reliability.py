@@ -33,7 +33,7 @@ from pipeline import paths
 EPOCHS, STEPS = 3, 4  # three epochs, so a kill after the first checkpoint always lands mid-training
 OVERRIDES = {**TINY_OVERRIDES, "gan": {**TINY_OVERRIDES["gan"], "epochs": EPOCHS, "steps_per_epoch": STEPS}}
 DVC = [sys.executable, "-m", "dvc"]
-LOSSES = ("d_loss", "g_loss", "l1", "class_loss")
+LOSSES = ("d_loss", "g_loss", "l1", "class_loss", "reader_loss")
 
 
 @pytest.fixture(scope="module")
