@@ -28,6 +28,7 @@ def test_default_params_keep_the_classic_mask_and_classifier_and_the_chapter_rec
     assert (params.gan.lr_g, params.gan.lr_d, params.gan.beta1, params.gan.real_label) == (4e-4, 8e-4, 0.5, 0.9)
     classic = dataclasses.replace(params.gan, **CLASSIC_RECIPE)
     assert (classic.batch_size, classic.lr_g, classic.lr_d, classic.recon_weight) == (128, 2e-4, 4e-4, 0.0)
+    assert (classic.class_weight, classic.reader_weight, params.gan.reader_weight) == (0.0, 0.0, 1.0)
     assert (params.classifier.epochs, params.classifier.batch_size, params.classifier.validation_split) == (3, 128, 0.2)
     recipe = (params.gan.generator, params.gan.mask_channel, params.gan.composite, params.gan.discriminator)
     assert recipe == ("unet", True, True, "patch") and params.gan.recon_weight == 100.0
