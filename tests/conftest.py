@@ -139,6 +139,20 @@ SWEEP = ["-S", "mask.size=6,10", "-S", "gan.lr_g=0.0003"]
 QUEUE_TIMEOUT_S = 900
 
 
+def start_queue(repo: Path, jobs: int) -> None:
+    """`dvc queue start -j jobs`, with its output in a file rather than a pipe: the command leaves a background
+    process that keeps its stdout open until every worker exits, and a worker whose monitor shut down before
+    its task finished can sleep on after the task succeeded (seen in CI); run() then waited on the pipe forever.
+    wait_for_queue polls the queue instead."""
+    log = repo.parent / f"{repo.name}-queue-start.log"
+    with log.open("w") as out:
+        code = subprocess.run(
+            [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)], cwd=repo, env=offline_env(),
+            stdout=out, stderr=subprocess.STDOUT,
+        ).returncode
+    assert code == 0, f"dvc queue start -j {jobs} failed ({code}):\n{log.read_text()}"
+
+
 def wait_for_queue(repo: Path) -> None:
     """Poll `dvc queue status` until nothing is queued or running; fail with the logs of failed experiments."""
     deadline = time.monotonic() + QUEUE_TIMEOUT_S
@@ -178,6 +192,6 @@ def swept_repo(tmp_path_factory) -> Path:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "baseline run"], repo)
     run([sys.executable, "-m", "dvc", "exp", "run", "--queue", *SWEEP], repo)
-    run([sys.executable, "-m", "dvc", "queue", "start", "-j", "2"], repo)
+    start_queue(repo, 2)
     wait_for_queue(repo)
     return repo

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY_OVERRIDES, copy_repo, offline_env, run, write_params
+from conftest import TINY_OVERRIDES, copy_repo, offline_env, run, start_queue, write_params
 from pipeline import paths
 
 EPOCHS, STEPS = 3, 4  # three epochs, so a kill after the first checkpoint always lands mid-training
@@ -173,7 +173,7 @@ def test_two_queued_experiments_run_at_once_into_one_store(repo):
     names = {"lr-d-low": 0.0002, "lr-d-high": 0.0008}
     for name, lr_d in names.items():
         run(DVC + ["exp", "run", "--queue", "-n", name, "-S", f"gan.lr_d={lr_d}"], repo)
-    run(DVC + ["queue", "start", "-j", "2"], repo)
+    start_queue(repo, 2)
     deadline = time.monotonic() + 900
     while re.search(r"\b(Queued|Running)\b", status := queue_status(repo)):
         assert time.monotonic() < deadline, status
