@@ -128,15 +128,20 @@ def test_reader_weight_adds_the_cross_entropy_of_the_true_digit_in_g_s_own_readi
     assert DIGIT_READING not in [layer.name for layer in without.generator.layers]
 
 
+def force_reading(generator, digit: int) -> None:
+    """Make the generator's digit head read `digit` whatever the image: no kernel, a large bias on that class."""
+    head = generator.get_layer(DIGIT_READING)
+    kernel, _ = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), np.where(np.arange(10) == digit, 20.0, 0.0).astype(np.float32)])
+
+
 def test_the_decoder_draws_from_the_generator_s_reading_of_the_digit(batch):
     masked, holes, _ = batch
     keras.utils.set_random_seed(0)
     generator = build_generator("unet", True, composite=True, digit_reader=True)
-    head = generator.get_layer(DIGIT_READING)
-    kernel, bias = head.get_weights()
 
     def restore_reading_as(digit: int) -> np.ndarray:
-        head.set_weights([np.zeros_like(kernel), np.where(np.arange(10) == digit, 20.0, 0.0).astype(np.float32)])
+        force_reading(generator, digit)
         return generator(generator_input(masked, holes)).numpy()
 
     three, seven = restore_reading_as(3), restore_reading_as(7)
@@ -150,9 +155,7 @@ def test_evaluate_reads_the_digit_the_generator_read_and_nothing_without_a_reade
     masked, holes, _ = batch
     assert generator_reading(build_generator("unet", True, True), masked, holes) is None
     generator = build_generator("unet", True, True, digit_reader=True)
-    head = generator.get_layer(DIGIT_READING)
-    kernel, bias = head.get_weights()
-    head.set_weights([np.zeros_like(kernel), np.where(np.arange(10) == 4, 20.0, 0.0).astype(np.float32)])
+    force_reading(generator, 4)
     np.testing.assert_array_equal(generator_reading(generator, masked, holes), np.full(16, 4))
 
 
