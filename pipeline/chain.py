@@ -1,11 +1,15 @@
 """Restore, then read: the generator and the classifier chained on uint8 images, as an MLflow pyfunc model.
 
 Input: `image`, uint8 (n, 28, 28), white digit on black as in MNIST, and `mask`, uint8 (n, 28, 28),
-non-zero where pixels are missing. The optional param `fill_value` (0..255) adds a detection rule:
-pixels of exactly that value are missing too, for images whose damage was painted in a known colour.
-Output: `restored` uint8 (n, 28, 28), with every known pixel kept as it came and only the hole
-filled by the generator; `digit` (n,), the classifier's reading of the restored image;
-`confidence` (n,), its probability; `probabilities` (n, 10).
+non-zero where pixels are known to be missing. A blind generator finds the damage itself: its chain
+takes `image` alone, and where a mask is given anyway (restore_and_read), the pixels outside it are
+kept. The optional param `fill_value` (0..255) adds a detection rule: pixels of exactly that value are
+missing too, for images whose damage was painted in a known colour.
+Output: `restored` uint8 (n, 28, 28): with a generator that is given the hole, every known pixel kept
+as it came and only the hole filled; `damage` uint8 (n, 28, 28), 255 where the restoration differs
+from the input by more than a tenth of the range or the mask said so (the damage found and filled);
+`digit` (n,), the classifier's reading of the restored image; `confidence` (n,), its probability;
+`probabilities` (n, 10).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import numpy as np
 
 from pipeline.datasets import to_unit_range
 from pipeline.masks import apply_masks
-from pipeline.models import generator_input
+from pipeline.models import generator_input, is_blind
 
 NO_FILL_VALUE = -1  # the `fill_value` param's default: no detection rule, the mask alone says what is missing
+CHANGED = 25  # of 0..255: a pixel the restoration moved further than this counts as damage found (`damage`)
 
 
 def holes_of(images: np.ndarray, masks: np.ndarray, fill_value: int = NO_FILL_VALUE) -> np.ndarray:
@@ -30,21 +35,29 @@ def holes_of(images: np.ndarray, masks: np.ndarray, fill_value: int = NO_FILL_VA
     return holes
 
 
-def restore_and_read(generator, classifier, train_fill: float, images, masks, fill_value: int = NO_FILL_VALUE) -> dict:
-    """The chain on a batch; `train_fill` is the hole value the generator was trained with (params mask.fill)."""
+def restore_and_read(generator, classifier, train_fill: float, images, masks=None, fill_value: int = NO_FILL_VALUE) -> dict:
+    """The chain on a batch; `train_fill` is the hole value the generator was trained with (params mask.fill).
+    `masks` None: nothing is known to be missing (a blind generator still finds and fills the damage)."""
     images = np.asarray(images, dtype=np.uint8)
-    masks = np.asarray(masks)
+    masks = np.zeros(images.shape, np.uint8) if masks is None else np.asarray(masks)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or masks.shape != images.shape:
         raise ValueError(f"image and mask must both be (n, 28, 28); got {images.shape} and {masks.shape}")
     holes = holes_of(images, masks, fill_value)
     masked = apply_masks(to_unit_range(images), holes, train_fill)
-    generated = generator.predict(generator_input(masked, holes), verbose=0)[..., 0]
+    blind = is_blind(generator)
+    generated = generator.predict(generator_input(masked, None if blind else holes), verbose=0)[..., 0]
     filled = np.clip(np.rint((generated + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    restored = np.where(holes, filled, images)
+    if blind:  # its own composite keeps what it finds intact; a given mask says more: outside it all is intact
+        known = ~holes & holes.any(axis=(1, 2), keepdims=True)
+        restored = np.where(known, images, filled)
+    else:
+        restored = np.where(holes, filled, images)
+    damage = holes | (np.abs(restored.astype(np.int16) - images) > CHANGED)
     probabilities = classifier.predict(to_unit_range(restored), verbose=0).astype(np.float32)
     digits = probabilities.argmax(axis=1)
     return {
         "restored": restored,
+        "damage": (damage * 255).astype(np.uint8),
         "digit": digits.astype(np.int64),
         "confidence": probabilities[np.arange(len(digits)), digits],
         "probabilities": probabilities,
@@ -69,5 +82,5 @@ class RestoreAndRead(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         fill_value = int((params or {}).get("fill_value", NO_FILL_VALUE))
         return restore_and_read(
-            self.generator, self.classifier, self.train_fill, model_input["image"], model_input["mask"], fill_value
+            self.generator, self.classifier, self.train_fill, model_input["image"], model_input.get("mask"), fill_value
         )

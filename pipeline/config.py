@@ -21,8 +21,12 @@ GENERATORS = ("autoencoder", "unet")
 DISCRIMINATORS = ("global", "patch")
 PRECISIONS = ("float32", "mixed_bfloat16")
 # The chapter's recipe, as overrides of the gan section (params.yaml defaults to the inpainting recipe).
-CLASSIC_RECIPE = dict(generator="autoencoder", mask_channel=False, composite=False, discriminator="global", recon_weight=0.0,
-                      class_weight=0.0, reader_weight=0.0, ema=0.0, batch_size=128, lr_g=2e-4, lr_d=4e-4)
+CLASSIC_RECIPE = dict(generator="autoencoder", mask_channel=False, composite=False, mask_weight=0.0, fresh_damage=False,
+                      discriminator="global", recon_weight=0.0, class_weight=0.0, reader_weight=0.0, ema=0.0,
+                      batch_size=128, lr_g=2e-4, lr_d=4e-4)
+# The restorer that is told where the hole is (an app that knows its damaged area): the hole is an input
+# channel and the output keeps every pixel outside it.
+GIVEN_HOLE_RECIPE = dict(mask_channel=True, composite=True, mask_weight=0.0)
 IMAGE_SIDE = 28
 NUM_CLASSES = 10  # digits, or Fashion-MNIST's 10 kinds of clothing
 
@@ -39,15 +43,44 @@ class DataParams:
 
 
 @dataclass(frozen=True)
-class MaskParams:
-    size: int
-    count: int
+class SquareDamage:
+    """`count_min..count_max` square holes of side `side_min..side_max` (uniform integers, per hole), each
+    top-left corner uniform in [row_min, min(row_max, 28 - side)] x [col_min, min(col_max, 28 - side)]."""
+
+    kind: str
+    weight: float
+    side_min: int
+    side_max: int
+    count_min: int
+    count_max: int
     row_min: int
     row_max: int
     col_min: int
     col_max: int
+
+
+@dataclass(frozen=True)
+class StrokeDamage:
+    """`count_min..count_max` dropped pen segments: the skeleton of the digit's ink within `length` // 2
+    pixels (Chebyshev) of a random skeleton pixel, thickened to `width` pixels (masks.stroke_masks)."""
+
+    kind: str
+    weight: float
+    count_min: int
+    count_max: int
+    length: int
+    width: int
+
+
+DAMAGE_KINDS = {"square": SquareDamage, "strokes": StrokeDamage}
+Damage = SquareDamage | StrokeDamage
+
+
+@dataclass(frozen=True)
+class MaskParams:
     fill: float
     seed: int
+    families: dict[str, Damage]  # name -> family; each image gets one family, drawn by weight
 
 
 @dataclass(frozen=True)
@@ -64,6 +97,8 @@ class GanParams:
     generator: str
     mask_channel: bool
     composite: bool
+    mask_weight: float
+    fresh_damage: bool
     discriminator: str
     epochs: int
     batch_size: int
@@ -121,6 +156,8 @@ def _check_type(key: str, value, annotation: str):
         if not isinstance(value, bool):
             raise ParamsError(f"{key}: must be true or false, got {value!r}")
         return value
+    if base.startswith("dict["):  # built and checked by its own builder (_build_mask)
+        return value
     if base == "str":
         if not isinstance(value, str):
             raise ParamsError(f"{key}: must be a string, got {value!r}")
@@ -150,6 +187,47 @@ def _require(condition: bool, message: str) -> None:
         raise ParamsError(message)
 
 
+def _validate_damage(key: str, d: Damage) -> None:
+    _require(d.weight >= 0, f"{key}.weight: must be >= 0, got {d.weight}")
+    _require(d.count_min >= 1, f"{key}.count_min: must be >= 1, got {d.count_min}")
+    _require(d.count_max >= d.count_min, f"{key}.count_max: must be >= {key}.count_min ({d.count_min}), got {d.count_max}")
+    if isinstance(d, StrokeDamage):
+        _require(1 <= d.length <= IMAGE_SIDE, f"{key}.length: must be in 1..{IMAGE_SIDE}, got {d.length}")
+        _require(1 <= d.width <= 9, f"{key}.width: must be in 1..9, got {d.width}")
+        return
+    _require(1 <= d.side_min <= IMAGE_SIDE, f"{key}.side_min: must be in 1..{IMAGE_SIDE}, got {d.side_min}")
+    _require(
+        d.side_min <= d.side_max <= IMAGE_SIDE,
+        f"{key}.side_max: must be in {key}.side_min ({d.side_min})..{IMAGE_SIDE}, got {d.side_max}",
+    )
+    for axis in ("row", "col"):
+        lo, hi = getattr(d, f"{axis}_min"), getattr(d, f"{axis}_max")
+        _require(lo >= 0, f"{key}.{axis}_min: must be >= 0, got {lo}")
+        _require(hi >= lo, f"{key}.{axis}_max: must be >= {key}.{axis}_min ({lo}), got {hi}")
+        _require(
+            lo + d.side_max <= IMAGE_SIDE,
+            f"{key}.{axis}_min: a {d.side_max}x{d.side_max} hole (side_max) at {axis} {lo} leaves the "
+            f"{IMAGE_SIDE}x{IMAGE_SIDE} image; allowed is {key}.{axis}_min <= {IMAGE_SIDE - d.side_max}, got {lo}",
+        )
+
+
+def _build_mask(raw) -> MaskParams:
+    """The mask section: fill, seed and the named damage families, each a mapping with its `kind`."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"mask: must be a mapping of keys to values, got {raw!r}")
+    families = raw.get("families")
+    if not isinstance(families, dict) or not families:
+        raise ParamsError(f"mask.families: must be a non-empty mapping of family names to families, got {families!r}")
+    built = {}
+    for name, family in families.items():
+        key = f"mask.families.{name}"
+        kind = family.get("kind") if isinstance(family, dict) else None
+        if kind not in DAMAGE_KINDS:
+            raise ParamsError(f"{key}.kind: unknown kind {kind!r}; allowed values are {', '.join(DAMAGE_KINDS)}")
+        built[name] = _build_section(DAMAGE_KINDS[kind], family, key)
+    return _build_section(MaskParams, {**raw, "families": built}, "mask")
+
+
 def _validate(p: Params) -> None:
     _require(
         p.data.dataset in DATASETS,
@@ -160,18 +238,13 @@ def _validate(p: Params) -> None:
         _require(value is None or value > 0, f"data.{key}: must be null or > 0, got {value}")
 
     m = p.mask
-    _require(1 <= m.size <= IMAGE_SIDE, f"mask.size: must be in 1..{IMAGE_SIDE}, got {m.size}")
-    _require(m.count >= 1, f"mask.count: must be >= 1, got {m.count}")
-    for axis in ("row", "col"):
-        lo, hi = getattr(m, f"{axis}_min"), getattr(m, f"{axis}_max")
-        _require(lo >= 0, f"mask.{axis}_min: must be >= 0, got {lo}")
-        _require(hi >= lo, f"mask.{axis}_max: must be >= mask.{axis}_min ({lo}), got {hi}")
-        _require(
-            hi + m.size <= IMAGE_SIDE,
-            f"mask.{axis}_max: a {m.size}x{m.size} hole at {axis} {hi} leaves the {IMAGE_SIDE}x{IMAGE_SIDE} "
-            f"image; allowed is mask.{axis}_max <= {IMAGE_SIDE - m.size}, got {hi}",
-        )
     _require(-1.0 <= m.fill <= 1.0, f"mask.fill: must be in [-1, 1] (the pixel scale), got {m.fill}")
+    for name, family in m.families.items():
+        _validate_damage(f"mask.families.{name}", family)
+    _require(
+        sum(family.weight for family in m.families.values()) > 0,
+        "mask.families: every weight is 0; at least one family must have a weight > 0",
+    )
 
     c = p.classifier
     _require(c.epochs > 0, f"classifier.epochs: must be > 0, got {c.epochs}")
@@ -208,6 +281,13 @@ def _validate(p: Params) -> None:
     _require(g.recon_weight >= 0, f"gan.recon_weight: must be >= 0, got {g.recon_weight}")
     _require(g.class_weight >= 0, f"gan.class_weight: must be >= 0, got {g.class_weight}")
     _require(g.reader_weight >= 0, f"gan.reader_weight: must be >= 0, got {g.reader_weight}")
+    _require(g.mask_weight >= 0, f"gan.mask_weight: must be >= 0, got {g.mask_weight}")
+    _require(
+        g.mask_weight == 0 or (g.composite and not g.mask_channel),
+        f"gan.mask_weight: {g.mask_weight} trains a damage head, which only a blind restorer that composites has "
+        f"(gan.mask_channel false, gan.composite true); got mask_channel {str(g.mask_channel).lower()}, "
+        f"composite {str(g.composite).lower()}",
+    )
     _require(0 <= g.ema < 1, f"gan.ema: must be in [0, 1) (0 = no averaging), got {g.ema}")
 
     e = p.evaluate
@@ -228,7 +308,10 @@ def parse_params(raw) -> Params:
     if missing:
         raise ParamsError(f"{missing[0]}: missing section in params.yaml")
     hints = typing.get_type_hints(Params)
-    params = Params(**{name: _build_section(hints[name], raw[name], name) for name in sections})
+    params = Params(**{
+        name: _build_mask(raw[name]) if name == "mask" else _build_section(hints[name], raw[name], name)
+        for name in sections
+    })
     _validate(params)
     return params
 
@@ -247,9 +330,25 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def flatten(params: Params) -> dict[str, object]:
-    """`section.key -> value`, the names DVC uses, so MLflow and `dvc params diff` agree."""
-    return {
-        f"{section}.{key}": value
-        for section, values in dataclasses.asdict(params).items()
-        for key, value in values.items()
-    }
+    """`section.key -> value` (`mask.families.strokes.width -> 3` for nested keys), the names DVC uses, so
+    MLflow and `dvc params diff` agree."""
+
+    def dotted(prefix: str, values: dict) -> dict[str, object]:
+        flat = {}
+        for key, value in values.items():
+            flat |= dotted(f"{prefix}{key}.", value) if isinstance(value, dict) else {f"{prefix}{key}": value}
+        return flat
+
+    return dotted("", dataclasses.asdict(params))
+
+
+def set_override(raw: dict, key: str, value) -> None:
+    """Set `section.key` (or a nested `mask.families.strokes.weight`) in the parsed YAML, as `dvc exp run -S`
+    does; parse_params then checks the result like any params.yaml."""
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ParamsError(f"{key}: {part} is a value, not a section")
+    node[last] = value

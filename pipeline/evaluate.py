@@ -1,44 +1,37 @@
-"""Stage 5: read clean, masked and restored test images with the classifier; write metrics and plots.
+"""Stage 5: read clean, damaged and restored test images with two readers; write metrics and plots.
 
-"restored" is the trained generator's output. OpenCV's classical inpainting
-(Telea, Navier-Stokes) is scored beside it on the same holes, as the bar to
-clear, and the generator is also tried on holes it was not trained on.
+"restored" is the trained generator's output: a blind generator gets the damaged image only. OpenCV's
+classical inpainting (Telea, Navier-Stokes), given the true hole, is scored beside it on the same
+damage as the bar to clear. Headline numbers are on the mask stage's test draw; the table of damage
+family x restorer (pipeline/damage_table.py) scores every family on draws of its own.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import sys
 
 import keras
 import mlflow
+import numpy as np
 
-from pipeline import classical, figures, paths, registry, tracking
+from pipeline import classical, damage_table, figures, paths, registry, tracking
 from pipeline import metrics as m
 from pipeline.atomic import atomic_path, save_json
 from pipeline.cli import run_stage
 from pipeline.config import Params
 from pipeline.inference import forward
 from pipeline.mask import load_masked_split
-from pipeline.masks import apply_masks, split_rng, square_masks
-from pipeline.models import DIGIT_READING, generator_input
+from pipeline.masks import apply_masks
+from pipeline.models import DIGIT_READING, generator_input, has_layer, is_blind
 
 VARIANTS = ("clean", "masked", "restored")
-# Unseen holes: (side, first corner row/col, last corner row/col). Squares of several sides at the
-# classic corner range 8..11, and the classic 8x8 hole anywhere in the central 20x20.
-GENERALISATION = {
-    "4x4": (4, 8, 11),
-    "8x8": (8, 8, 11),
-    "12x12": (12, 8, 11),
-    "14x14": (14, 8, 11),
-    "8x8_anywhere": (8, 4, 16),
-}
+GRID_FAMILY_IMAGES = 8  # test images per family in results/damage_grid.png
 
 
 def restorations(generator, masked, holes) -> dict:
     """The generator's restoration ("restored") and each classical method's, of the same masked images."""
-    restored = {"restored": forward(generator, generator_input(masked, holes))}
+    restored = {"restored": damage_table.restore(generator, masked, holes)}
     return restored | {name: classical.inpaint(masked, holes, name) for name in classical.METHODS}
 
 
@@ -46,16 +39,14 @@ def generator_reading(generator, masked, holes):
     """The digit the generator itself read in each masked image (gan.reader_weight > 0), or None if it has no
     reader. Beside the judge's reading of the restoration it splits what is left: digits the generator
     misread, and digits it read right but drew so that the judge reads them otherwise."""
-    if DIGIT_READING not in [layer.name for layer in generator.layers]:
+    if not has_layer(generator, DIGIT_READING):
         return None
     reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
-    return forward(reader, generator_input(masked, holes)).argmax(axis=1)
+    return forward(reader, generator_input(masked, None if is_blind(generator) else holes)).argmax(axis=1)
 
 
 def read(classifier, images):
     return forward(classifier, images).argmax(axis=1)
-
-
 def score(params: Params, images: dict, predicted: dict, labels, holes) -> dict:
     """metrics.json content from the images of each variant and the classifier's readings of them."""
     acc = {v: m.accuracy(p, labels) for v, p in predicted.items()}
@@ -87,22 +78,13 @@ def score(params: Params, images: dict, predicted: dict, labels, holes) -> dict:
     }
 
 
-def generalisation(params: Params, generator, classifier, clean, labels, trained: dict) -> dict:
-    """Accuracy of masked, classical and restored images for each hole setting in GENERALISATION.
-    `trained`: those accuracies on the holes of the mask stage, reused for the setting that makes the same holes."""
-    result = {}
-    for name, (side, first, last) in GENERALISATION.items():
-        setting = dataclasses.replace(
-            params.mask, size=side, count=1, row_min=first, row_max=last, col_min=first, col_max=last
-        )
-        if setting == params.mask:
-            result[name] = trained
-            continue
-        holes = square_masks(len(clean), setting, split_rng(params.mask.seed, "test"))
-        masked = apply_masks(clean, holes, params.mask.fill)
-        variants = {"masked": masked, **restorations(generator, masked, holes)}
-        result[name] = {v: m.accuracy(read(classifier, x), labels) for v, x in variants.items()}
-    return result
+def damage_grid_rows(generator, clean, skeleton, seed: int, fill: float) -> dict[str, np.ndarray]:
+    """For the first test images: per family, the damaged images and their restorations (rows of a picture)."""
+    rows = {"clean": clean}
+    for family, holes in damage_table.family_holes(skeleton, seed).items():
+        masked = apply_masks(clean, holes, fill)
+        rows |= {f"{family}\ndamaged": masked, f"{family}\nrestored": damage_table.restore(generator, masked, holes)}
+    return rows
 
 
 def write_csv(path, header: list[str], rows: list[list]) -> None:
@@ -113,16 +95,20 @@ def write_csv(path, header: list[str], rows: list[list]) -> None:
 
 
 def main(params: Params) -> None:
-    clean, labels, masked, holes = load_masked_split(params, "test")
+    test = load_masked_split(params, "test")
+    clean, labels, masked, holes = test.clean, test.labels, test.masked, test.holes
     with tracking.stage_run(params, "evaluate", "evaluate") as (client, run_id, parent_id):
         classifier = keras.models.load_model(paths.CLASSIFIER_MODEL)
+        readers = {"judge": classifier, "second": keras.models.load_model(paths.SECOND_READER_MODEL)}
         generator = keras.models.load_model(paths.GENERATOR_MODEL)
         variants = {"clean": clean, "masked": masked, **restorations(generator, masked, holes)}
         predicted = {v: read(classifier, x) for v, x in variants.items()}
         result = score(params, variants, predicted, labels, holes)
-        trained = {"masked": result["accuracy"]["masked"], "restored": result["accuracy"]["restored"]}
-        trained |= {name: baseline["accuracy"] for name, baseline in result["baselines"].items()}
-        result["generalisation"] = generalisation(params, generator, classifier, clean, labels, trained)
+        second = {v: m.accuracy(read(readers["second"], variants[v]), labels) for v in VARIANTS}
+        result["second_reader"] = {"accuracy": second, "recovered_fraction": m.recovered_fraction(*second.values())}
+        result["restorer"] = "blind" if is_blind(generator) else "given the hole"
+        result["damage"] = damage_table.table(generator, readers, clean, labels, test.skeleton, params.mask.seed,
+                                              params.mask.fill)
         reading = generator_reading(generator, masked, holes)
         if reading is not None:
             result["generator_reading_accuracy"] = m.accuracy(reading, labels)
@@ -137,34 +123,36 @@ def main(params: Params) -> None:
         # matrix of the restored images from it; which digits the restorer turns into which is the error budget.
         readings = [[digit, *(predicted[v][i] for v in VARIANTS)] for i, digit in enumerate(labels)]
         write_csv(paths.READINGS, ["digit", *VARIANTS], readings)
-        columns = list(next(iter(result["generalisation"].values())))
-        write_csv(
-            paths.GENERALISATION,
-            ["hole_side", *columns],
-            [
-                [GENERALISATION[name][0], *(f"{row[c]:.4f}" for c in columns)]
-                for name, row in result["generalisation"].items()
-                if not name.endswith("anywhere")
-            ],
-        )
+        write_csv(paths.DAMAGE_TABLE, *damage_table.csv_rows(result["damage"]))
         n = params.evaluate.grid_digits
         figures.save_figure(figures.labelled_grid(variants["restored"][:n], labels[:n], predicted["restored"][:n]), paths.RESTORED_GRID)
         figures.save_figure(figures.per_class_bars(result["per_class"]), paths.PER_CLASS_PLOT)
-        figures.save_figure(figures.accuracy_by_hole(result["generalisation"]), paths.GENERALISATION_PLOT)
+        figures.save_figure(figures.accuracy_by_damage(result["damage"]), paths.DAMAGE_PLOT)
+        k = GRID_FAMILY_IMAGES
+        grid = damage_grid_rows(generator, clean[:k], test.skeleton[:k], params.mask.seed, params.mask.fill)
+        figures.save_figure(figures.sample_grid(grid, f"Restorations by damage family ({result['restorer']})"),
+                            paths.DAMAGE_GRID)
 
         flat = m.flatten_metrics(result)
         mlflow.log_metrics(flat)
         tracking.log_to_parent(client, parent_id, flat)
         for path in (paths.METRICS, paths.PER_CLASS, paths.READINGS, paths.RESTORED_GRID, paths.PER_CLASS_PLOT,
-                     paths.GENERALISATION, paths.GENERALISATION_PLOT):
+                     paths.DAMAGE_TABLE, paths.DAMAGE_PLOT, paths.DAMAGE_GRID):
             mlflow.log_artifact(str(path))
         decisions = registry.record_evaluation(params, result, clean, masked, holes)
         acc = result["accuracy"]
         print(
-            f"accuracy clean {acc['clean']:.4f} masked {acc['masked']:.4f} restored {acc['restored']:.4f}; "
-            f"recovered fraction {result['recovered_fraction']}; "
+            f"{result['restorer']} restorer: accuracy clean {acc['clean']:.4f} masked {acc['masked']:.4f} "
+            f"restored {acc['restored']:.4f}; recovered fraction {result['recovered_fraction']}; "
             + ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in result["baselines"].items())
         )
+        for family, by in result["damage"].items():
+            r = by["restored"]
+            recovered = " / ".join("n/a" if r[f"recovered_{k}"] is None else f"{r[f'recovered_{k}']:.3f}"
+                                   for k in damage_table.READERS)
+            print(f"  {family}: recovered {recovered} (judge / second reader), "
+                  f"L1 in the damage {r['l1_damage']:.3f} (OpenCV {by[damage_table.ORACLE]['l1_damage']:.3f}), "
+                  f"undamaged pixels changed {r['changed_outside']:.3%}")
         print("\n".join(decisions))
 
 

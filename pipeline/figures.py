@@ -33,7 +33,7 @@ def sample_grid(rows: dict[str, np.ndarray], title: str):
     for r, (name, images) in enumerate(rows.items()):
         for c in range(n):
             _show(axes[r, c], images[c])
-        axes[r, 0].set_ylabel(name, fontsize=9)
+        axes[r, 0].set_ylabel(name, fontsize=9 if "\n" not in name else 7)
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -81,15 +81,21 @@ def per_class_bars(per_class: dict[str, dict[str, float]]):
     return fig
 
 
-def accuracy_by_hole(generalisation: dict[str, dict[str, float]]):
-    """Accuracy of each variant (masked, classical methods, restored) for each hole setting."""
-    settings = list(generalisation)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for variant in generalisation[settings[0]]:
-        ax.plot(settings, [generalisation[s][variant] for s in settings], marker="o", label=variant)
-    ax.set_xlabel("hole (corner in 8..11; 'anywhere': corner in 4..16)")
+def accuracy_by_damage(damage: dict[str, dict[str, dict[str, float]]]):
+    """Per damage family, each restorer's accuracy as the judge (solid) and the second reader (hatched) read it."""
+    families = list(damage)
+    restorers = list(damage[families[0]])
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    width = 0.8 / (2 * len(restorers))
+    for i, restorer in enumerate(restorers):
+        for j, (reader, hatch) in enumerate((("judge", None), ("second", "//"))):
+            offset = (2 * i + j - len(restorers) + 0.5) * width
+            values = [damage[f][restorer][f"accuracy_{reader}"] for f in families]
+            ax.bar(np.arange(len(families)) + offset, values, width, color=f"C{i}", hatch=hatch,
+                   label=f"{restorer} ({reader})", edgecolor="white")
+    ax.set_xticks(np.arange(len(families)), families)
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
-    ax.legend()
-    ax.set_title("Accuracy by hole size")
+    ax.legend(fontsize=7, ncol=len(restorers), loc="lower right")
+    ax.set_title("Accuracy by damage family (navier_stokes is given the true hole)")
     return fig

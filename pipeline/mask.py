@@ -1,11 +1,14 @@
-"""Stage 2: scale images to [-1, 1] and cut the holes; save masked images and boolean masks per split.
+"""Stage 2: scale images to [-1, 1] and damage them; save damaged images, boolean masks and skeletons per split.
 
-`load_masked_split` reads them back, beside the clean images they came from, for the later stages.
+The damage is one fixed draw per split from the families of params `mask`. The skeletons (the centre
+lines of each digit's ink) are saved beside them, so that training can lay new strokes every epoch
+without computing them again. `load_masked_split` reads it all back, beside the clean images.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,34 +18,45 @@ from pipeline.cli import run_stage
 from pipeline.config import Params
 from pipeline.datasets import load_split, to_unit_range
 from pipeline.errors import PipelineError
-from pipeline.masks import apply_masks, split_rng, square_masks
+from pipeline.masks import apply_masks, draw_damage, skeletons, split_rng
 
 SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class MaskedSplit:
+    clean: np.ndarray  # float32 (n, 28, 28, 1) in [-1, 1]
+    labels: np.ndarray  # uint8 (n,)
+    masked: np.ndarray  # float32 (n, 28, 28, 1): the damaged images
+    holes: np.ndarray  # bool (n, 28, 28): True where the damage is
+    skeleton: np.ndarray  # bool (n, 28, 28): the centre lines of the clean ink
 
 
 def split_limit(params: Params, split: str) -> int | None:
     return params.data.max_train if split == "train" else params.data.max_test
 
 
-def load_masked_split(params: Params, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(clean images in [-1, 1], labels, masked images, boolean holes) of `split`, checked to belong together."""
+def load_masked_split(params: Params, split: str) -> MaskedSplit:
+    """Everything the later stages know of `split`, checked to belong together."""
     images, labels = load_split(paths.RAW_DIR, split, split_limit(params, split))
     path = paths.MASKED_DIR / f"{split}.npz"
     saved = load_npz(path)
-    if len(saved["masked"]) != len(images):
+    if len(saved["masked"]) != len(images) or "skeleton" not in saved:
         raise PipelineError(
             f"{path} holds {len(saved['masked'])} images but {paths.RAW_DIR} gives {len(images)} for "
-            f"data.max_{split}={split_limit(params, split)}; rerun the mask stage (dvc repro)"
+            f"data.max_{split}={split_limit(params, split)}, or was made by an older mask stage; "
+            "rerun the mask stage (dvc repro)"
         )
-    return to_unit_range(images), labels, saved["masked"], saved["mask"]
+    return MaskedSplit(to_unit_range(images), labels, saved["masked"], saved["mask"], saved["skeleton"])
 
 
 def main(params: Params) -> None:
     for split in SPLITS:
         images, _ = load_split(paths.RAW_DIR, split, split_limit(params, split))
-        holes = square_masks(len(images), params.mask, split_rng(params.mask.seed, split))
+        skeleton = skeletons(images)
+        holes = draw_damage(skeleton, params.mask.families, split_rng(params.mask.seed, split))
         masked = apply_masks(to_unit_range(images), holes, params.mask.fill)
-        save_npz(paths.MASKED_DIR / f"{split}.npz", masked=masked, mask=holes)
+        save_npz(paths.MASKED_DIR / f"{split}.npz", masked=masked, mask=holes, skeleton=skeleton)
         print(f"{split}: {len(images)} images, {holes.mean():.1%} of pixels hidden")
 
 

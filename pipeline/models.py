@@ -12,11 +12,25 @@ IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 GENERATOR_INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 2)
 BOTTLENECK_SIDE = IMAGE_SIDE // 4
 DIGIT_READING = "digit_reading"  # the generator layer whose output is its reading of the digit
+DAMAGE = "damage"  # the blind generator's layer whose output is where it finds the damage (probability per pixel)
+INTACT_LOGIT = -4.0  # the damage head's initial bias
+BLIND_PREFIX = "blind_"  # the name of a generator that never reads the hole channel starts so
 
 
-def generator_input(masked: np.ndarray, holes: np.ndarray) -> np.ndarray:
-    """What every generator takes: channel 0 the masked image in [-1, 1], channel 1 the hole (1 inside, 0 outside)."""
+def generator_input(masked: np.ndarray, holes: np.ndarray | None = None) -> np.ndarray:
+    """What every generator takes: channel 0 the masked image in [-1, 1], channel 1 the hole (1 inside, 0 outside;
+    all 0 when `holes` is None, for a blind generator, which never reads it)."""
+    holes = np.zeros(masked.shape[:3], bool) if holes is None else holes
     return np.concatenate([masked, holes[..., None].astype(np.float32)], axis=-1)
+
+
+def is_blind(generator: keras.Model) -> bool:
+    """True for a generator that restores from the damaged image alone (built with mask_channel false)."""
+    return generator.name.startswith(BLIND_PREFIX)
+
+
+def has_layer(model: keras.Model, name: str) -> bool:
+    return name in [layer.name for layer in model.layers]
 
 
 def _conv_bn_relu(x, filters: int):
@@ -64,9 +78,13 @@ def _unet(x, bottleneck):
 def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False) -> keras.Model:
     """`kind` body ("autoencoder" = the classic, or "unet"), tanh output.
 
-    mask_channel: the body also sees where the hole is. composite: the output keeps
-    every known pixel of the input and replaces only the hole. digit_reader: the decoder draws
-    from the generator's own reading of the digit (layer DIGIT_READING, see `_read_digit`).
+    mask_channel: the body also sees where the hole is; without it the generator is blind (named
+    BLIND_PREFIX...): it gets the damaged image only and never reads the hole channel. composite: the output
+    keeps the pixels that are intact and replaces only the damaged ones: with mask_channel, those of the true
+    hole; blind, those of its own damage head (layer DAMAGE, a per-pixel probability read from the last
+    features), so that pixels it finds intact pass through as they came (VCNet's road to blind inpainting).
+    digit_reader: the decoder draws from the generator's own reading of the digit (layer DIGIT_READING, see
+    `_read_digit`).
     """
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     image, hole = inputs[..., :1], inputs[..., 1:]
@@ -74,9 +92,14 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
     x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck))
     # Outputs in float32 under any dtype policy: the composite must copy the known pixels bit for bit.
     restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored", dtype="float32")(x)
+    if composite and not mask_channel:
+        # Starts at "intact" (sigmoid(-4) = 0.018) everywhere, as ~95% of the pixels are: the composite passes
+        # the image through from the first step, and training opens the head where ink is missing.
+        hole = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name=DAMAGE, dtype="float32",
+                             bias_initializer=keras.initializers.Constant(INTACT_LOGIT))(x)
     if composite:
         restored = hole * restored + (1.0 - hole) * image
-    return keras.Model(inputs, restored, name=f"{kind}_generator")
+    return keras.Model(inputs, restored, name=f"{'' if mask_channel else BLIND_PREFIX}{kind}_generator")
 
 
 def build_discriminator(kind: str, class_head: bool = False) -> keras.Model:

@@ -9,6 +9,7 @@ RAW_DIR = Path("data/raw")
 MASKED_DIR = Path("data/masked")
 CLASSIFIER_DIR = Path("data/classifier")
 CLASSIFIER_MODEL = CLASSIFIER_DIR / "model.keras"
+SECOND_READER_MODEL = CLASSIFIER_DIR / "second_reader.keras"
 CLASSIFIER_METRICS = Path("results/classifier.json")
 GAN_DIR = Path("data/gan")
 GENERATOR_MODEL = GAN_DIR / "generator.keras"
@@ -22,8 +23,9 @@ PER_CLASS = Path("results/per_class_accuracy.csv")
 READINGS = Path("results/readings.csv")
 RESTORED_GRID = Path("results/restored_grid.png")
 PER_CLASS_PLOT = Path("data/evaluate/per_class_accuracy.png")
-GENERALISATION = Path("results/accuracy_by_hole.csv")
-GENERALISATION_PLOT = Path("results/accuracy_by_hole.png")
+DAMAGE_TABLE = Path("results/damage.csv")
+DAMAGE_PLOT = Path("results/damage.png")
+DAMAGE_GRID = Path("results/damage_grid.png")
 
 
 def project_root() -> Path:

@@ -125,11 +125,16 @@ def to_mnist(image: np.ndarray, holes: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def split_number(image: np.ndarray, holes: np.ndarray, digits: int, name: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """A row of `digits` digits -> each in MNIST's frame, left to right. The digits are the runs of
-    columns holding ink or hole; PipelineError if there are not exactly `digits` of them."""
+    columns holding ink or hole. A digit that lost a piece of its stroke can fall apart into two runs:
+    while there are more runs than digits, the two runs with the narrowest gap between them are one
+    digit (the gaps between digits are the wide ones). PipelineError if fewer than `digits` runs remain."""
     ink = normalise(image, holes)
     used = ((ink > INK * 255) | holes).any(axis=0)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], used.astype(np.int8), [0]])))
     runs = list(zip(edges[::2], edges[1::2]))
+    while len(runs) > digits:
+        i = min(range(len(runs) - 1), key=lambda k: runs[k + 1][0] - runs[k][1])
+        runs[i : i + 2] = [(runs[i][0], runs[i + 1][1])]
     if len(runs) != digits:
         raise PipelineError(
             f"{name}: found {len(runs)} digits (runs of ink separated by blank columns), expected {digits}; "

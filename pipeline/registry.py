@@ -14,6 +14,7 @@ take the alias from a champion (set it by hand with `MlflowClient().set_register
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,7 +33,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import paths
 from pipeline.chain import NO_FILL_VALUE, RestoreAndRead, restore_and_read
 from pipeline.config import Params
-from pipeline.models import generator_input
+from pipeline.models import generator_input, is_blind
 
 CHAMPION = "champion"
 FILE_TAG = "file_sha256"
@@ -108,10 +109,11 @@ def find_version(client: MlflowClient, name: str, path: str | Path):
 
 
 def log_chain(generator_path, classifier_path, train_fill: float, dataset: str, images, masks):
-    """Log and register the restore-and-read pyfunc built from the two .keras files; return its ModelVersion."""
-    example = {"image": images, "mask": masks}
+    """Log and register the restore-and-read pyfunc built from the two .keras files; return its ModelVersion.
+    The chain of a blind generator takes `image` alone: its signature names no mask (MLflow ignores one sent)."""
     generator, classifier = (keras.models.load_model(p) for p in (generator_path, classifier_path))
-    output = restore_and_read(generator, classifier, train_fill, images, masks)
+    example = {"image": images} if is_blind(generator) else {"image": images, "mask": masks}
+    output = restore_and_read(generator, classifier, train_fill, images, example.get("mask"))
     name = model_name("", dataset)
     info = mlflow.pyfunc.log_model(
         name="restore_and_read",
@@ -128,12 +130,10 @@ def log_chain(generator_path, classifier_path, train_fill: float, dataset: str, 
 
 
 def comparison_context(params: Params) -> str:
-    """What a recovered fraction was measured on: the dataset, its test images and the holes cut in them."""
-    m = params.mask
+    """What a recovered fraction was measured on: the dataset, its test images and the damage drawn in them."""
     return json.dumps(
-        {"dataset": params.data.dataset, "max_test": params.data.max_test, "mask": [
-            m.size, m.count, m.row_min, m.row_max, m.col_min, m.col_max, m.fill, m.seed]},
-        separators=(",", ":"),
+        {"dataset": params.data.dataset, "max_test": params.data.max_test, "mask": dataclasses.asdict(params.mask)},
+        separators=(",", ":"), sort_keys=True,
     )
 
 

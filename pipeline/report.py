@@ -1,12 +1,12 @@
 """Compare pipeline configurations from the MLflow store: a markdown table and a PNG figure.
 
-    python -m pipeline.report --filter "params.mask.size = '8'" --out reports/
+    python -m pipeline.report --filter "params.mask.families.strokes.width = '3'" --out reports/
 
 Each configuration has one parent run (pipeline.tracking), which holds every
 param and the headline metrics. The report selects parent runs with MLflow's
 own search, so `--filter` takes what the MLflow UI's search box takes, and
 writes clean / masked / restored accuracy and the recovered fraction beside
-dataset, mask size and learning rates: `<out>/comparison.md` and
+dataset, restorer (blind or told the hole), stroke width and learning rates: `<out>/comparison.md` and
 `<out>/comparison.png`.
 """
 
@@ -28,7 +28,8 @@ from pipeline.cli import run_stage
 from pipeline.config import Params
 from pipeline.errors import PipelineError
 
-SETTINGS = ("data.dataset", "mask.size", "gan.lr_g", "gan.lr_d")
+SETTINGS = ("data.dataset", "gan.mask_channel", "mask.families.strokes.width", "gan.lr_g", "gan.lr_d")
+MISSING = "-"  # a setting the run's params do not have (e.g. a params.yaml without a strokes family)
 ACCURACIES = ("accuracy_clean", "accuracy_masked", "accuracy_restored")
 METRICS = (*ACCURACIES, "recovered_fraction")
 PARENTS = f"tags.`{tracking.KEY_TAG}` != ''"
@@ -45,11 +46,15 @@ class Row:
 
     def sort_key(self):
         s = self.settings
-        return (s["data.dataset"], int(s["mask.size"]), float(s["gan.lr_g"]), float(s["gan.lr_d"]), self.name)
+        width = s["mask.families.strokes.width"]
+        return (s["data.dataset"], s["gan.mask_channel"], -1 if width == MISSING else int(width), float(s["gan.lr_g"]),
+                float(s["gan.lr_d"]), self.name)
 
     def label(self) -> str:
         s = self.settings
-        return f"{self.name}\n{s['data.dataset']}, mask {s['mask.size']}\nlr_g {s['gan.lr_g']}, lr_d {s['gan.lr_d']}"
+        restorer = "told the hole" if s["gan.mask_channel"] == "True" else "blind"
+        return (f"{self.name}\n{s['data.dataset']}, {restorer}, strokes {s['mask.families.strokes.width']}\n"
+                f"lr_g {s['gan.lr_g']}, lr_d {s['gan.lr_d']}")
 
 
 def store_uri() -> str:
@@ -93,7 +98,7 @@ def select(experiment: str, filter_string: str) -> list[Row]:
     rows = [
         Row(
             run.info.run_name,
-            {key: run.data.params[key] for key in SETTINGS},  # a parent run holds every param
+            {key: run.data.params.get(key, MISSING) for key in SETTINGS},  # a parent run holds every param
             {key: run.data.metrics.get(key) for key in METRICS},
         )
         for run in scored
@@ -106,7 +111,8 @@ def _number(value: float | None) -> str:
 
 
 def markdown_table(rows: list[Row]) -> str:
-    header = ["run", "dataset", "mask size", "lr_g", "lr_d", "clean", "masked", "restored", "recovered fraction"]
+    header = ["run", "dataset", "told the hole", "stroke width", "lr_g", "lr_d", "clean", "masked", "restored",
+              "recovered fraction"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row.name, *(row.settings[key] for key in SETTINGS), *(_number(row.metrics[key]) for key in METRICS)]
@@ -159,7 +165,7 @@ def write_report(params: Params, filter_string: str, out: Path) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--filter", default="", help="MLflow search filter, e.g. \"params.mask.size = '8' and tags.dataset = 'mnist'\""
+        "--filter", default="", help="MLflow search filter, e.g. \"params.mask.families.strokes.width = '8' and tags.dataset = 'mnist'\""
     )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for comparison.md and .png")
     return parser.parse_args(argv)

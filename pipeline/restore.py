@@ -1,13 +1,18 @@
 """`digit-restore`: restore and read your own images of digits.
 
-    digit-restore photo.png --box 10,8,12,12            # one image, a box hole (row,col,h,w in its pixels)
+    digit-restore scan.png                               # the blind restorer finds the damage itself
+    digit-restore number.png --phone --show-damage       # a 10-digit phone number as one wide image
+    digit-restore photo.png --box 10,8,12,12            # a known hole (row,col,h,w in its pixels)
     digit-restore scans/ --mask hole.png                 # every PNG/JPEG in a folder, one mask image for all
-    digit-restore number.png --phone --box 0,40,30,25    # a 10-digit phone number written as one wide image
-    digit-restore photo.png --box 10,8,12,12 --model models:/digit-restore-mnist@champion
+    digit-restore scan.png --model models:/digit-restore-mnist@champion
 
-Each image is put into MNIST's 28x28 frame (pipeline/preprocess.py), its hole restored by the
-generator and the result read by the classifier (pipeline/chain.py). Written to --out: one restored
-PNG per input (28x28; 28x280 for a phone number) and predictions.csv, one row per input.
+Each image is put into MNIST's 28x28 frame (pipeline/preprocess.py), its damage restored by the
+generator and the result read by the classifier (pipeline/chain.py). A blind generator (the default
+recipe) needs no hole: it finds what is missing; --box / --mask / --fill-value say where pixels are
+known to be missing, and a generator trained with the hole as input (gan.mask_channel) needs one.
+Written to --out: one restored PNG per input (28x28; 28x280 for a phone number), with --show-damage
+a `<name>_damage.png` beside it (white: the pixels it found damaged and filled), and predictions.csv,
+one row per input.
 Models: data/gan/generator.keras and data/classifier/model.keras of --project (the pipeline's
 outputs) by default, or a registered chain with --model (store: $MLFLOW_TRACKING_URI, else the
 project's mlflow.db). Every input is read and checked before any model is loaded.
@@ -39,6 +44,8 @@ def parse_args(argv):
     hole.add_argument("--mask", type=Path, help="the hole as an image of the input's size: light = missing")
     hole.add_argument("--fill-value", type=int, help="the hole is every pixel of exactly this value (0..255)")
     parser.add_argument("--phone", action="store_true", help=f"each input is a {PHONE_DIGITS}-digit number in one row")
+    parser.add_argument("--show-damage", action="store_true",
+                        help="also write <name>_damage.png: white where the restorer found damage and filled it")
     parser.add_argument("--out", type=Path, default=Path("restored"), help="output folder (default: restored)")
     parser.add_argument("--model", help="a registered chain, e.g. models:/digit-restore-mnist@champion")
     parser.add_argument("--project", type=Path, default=Path("."), help="project whose data/ holds the models")
@@ -107,7 +114,14 @@ def load_reader(args):
             model = mlflow.pyfunc.load_model(args.model)
         except mlflow.exceptions.MlflowException as exc:
             raise PipelineError(f"--model {args.model}: {exc.message} (store: {tracking.tracking_uri()})") from None
-        return lambda images, masks: model.predict({"image": images, "mask": masks})
+        if "mask" in model.metadata.get_input_schema().input_names():
+            return lambda images, masks: model.predict({"image": images, "mask": masks})
+        if args.box or args.mask or args.fill_value is not None:
+            raise PipelineError(
+                f"--model {args.model} restores blind: it takes the image alone and would ignore --box, --mask "
+                "or --fill-value; drop them, or use the project's own models, which keep the pixels outside a given hole"
+            )
+        return lambda images, masks: model.predict({"image": images})
 
     from pipeline import paths
     from pipeline.config import load_params
@@ -125,8 +139,19 @@ def load_reader(args):
 
     from pipeline.chain import restore_and_read
 
+    from pipeline.models import is_blind
+
     generator, classifier = (keras.models.load_model(f) for f in files)
-    return lambda images, masks: restore_and_read(generator, classifier, train_fill, images, masks)
+
+    def read(images, masks):
+        if not is_blind(generator) and not masks.any():
+            raise PipelineError(
+                f"{files[0]} was trained with the hole as an input (gan.mask_channel true) and cannot find damage "
+                "itself; give --box, --mask or --fill-value, or train the default blind restorer"
+            )
+        return restore_and_read(generator, classifier, train_fill, images, masks)
+
+    return read
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
@@ -135,14 +160,17 @@ def write_png(path: Path, image: np.ndarray) -> None:
             raise PipelineError(f"{path}: could not write the PNG")
 
 
-def write_outputs(files: list[Path], inputs, output: dict, out: Path) -> list[list]:
-    """One restored PNG per input (its digits side by side) and predictions.csv; returns the CSV rows."""
+def write_outputs(files: list[Path], inputs, output: dict, out: Path, show_damage: bool = False) -> list[list]:
+    """One restored PNG per input (its digits side by side; with `show_damage` also the damage found) and
+    predictions.csv; returns the CSV rows."""
     rows, start = [], 0
     for path, (cells, holes) in zip(files, inputs):
         part = slice(start, start + len(cells))
         start += len(cells)
         png = out / f"{path.stem}.png"
         write_png(png, np.hstack(list(np.asarray(output["restored"][part], dtype=np.uint8))))
+        if show_damage:
+            write_png(out / f"{path.stem}_damage.png", np.hstack(list(np.asarray(output["damage"][part], dtype=np.uint8))))
         confidences = np.asarray(output["confidence"][part], dtype=np.float64)
         rows.append([str(path), "".join(str(int(d)) for d in output["digit"][part]), f"{confidences.prod():.4f}",
                      " ".join(f"{c:.4f}" for c in confidences), int(holes.sum()), str(png)])
@@ -162,7 +190,7 @@ def main(argv=None) -> int:
         inputs = frames(files, args)
         read = load_reader(args)
         output = read(np.concatenate([i for i, _ in inputs]), np.concatenate([m for _, m in inputs]).astype(np.uint8))
-        rows = write_outputs(files, inputs, output, args.out)
+        rows = write_outputs(files, inputs, output, args.out, args.show_damage)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -187,7 +187,8 @@ def _parent_run_id(client: MlflowClient, experiment_id: str, params: Params, tag
     )
     if found:
         return found[0].info.run_id
-    name = tags["dvc_exp_name"] or f"{params.data.dataset}-mask{params.mask.size}-{key[:6]}"
+    restorer = "given-hole" if params.gan.mask_channel else "blind"
+    name = tags["dvc_exp_name"] or f"{params.data.dataset}-{restorer}-{key[:6]}"
     run = client.create_run(experiment_id, run_name=name, tags={**tags, KEY_TAG: key})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in flat.items()])
     client.set_terminated(run.info.run_id, "FINISHED")

@@ -1,4 +1,6 @@
-"""Stage 3: train the classic CNN digit classifier on the clean training images; it is the judge in evaluate."""
+"""Stage 3: train the digit readers on the clean training images: the chapter's CNN (the judge in evaluate,
+and the reader of the served chain) and a second reader of another architecture, trained on shifted
+digits, so that no restoration score rests on the one model a restorer was tuned beside."""
 
 from __future__ import annotations
 
@@ -28,11 +30,26 @@ def build_classifier() -> keras.Model:
     return keras.Model(inputs, outputs, name="classifier")
 
 
-def train(c: ClassifierParams, images, labels) -> tuple[keras.Model, dict[str, list[float]]]:
+def build_second_reader() -> keras.Model:
+    """LeNet's shape rather than the judge's: 5x5 convs 32 / 64 each followed by max pooling, dense 128,
+    dropout 0.5. It trains on digits shifted by up to 10% each way (random, new every batch), so it reads a
+    digit by its strokes rather than by where the judge expects them."""
+    inputs = keras.Input((IMAGE_SIDE, IMAGE_SIDE, 1), name="image")
+    x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=-1.0)(inputs)
+    for filters in (32, 64):
+        x = layers.Conv2D(filters, 5, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.5)(layers.Dense(128, activation="relu")(x))
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="second_reader")
+
+
+def train(c: ClassifierParams, images, labels, build=build_classifier) -> tuple[keras.Model, dict[str, list[float]]]:
     """Seeded, deterministic training on uint8 images; the last `validation_split` of them are held out."""
     keras.utils.set_random_seed(c.seed)
     tf.config.experimental.enable_op_determinism()
-    model = build_classifier()
+    model = build()
     model.compile(
         optimizer=keras.optimizers.Adam(c.lr),
         loss="sparse_categorical_crossentropy",
@@ -54,13 +71,18 @@ def main(params: Params) -> None:
     with tracking.stage_run(params, "train_classifier", "classifier") as (client, run_id, parent_id):
         model, history = train(params.classifier, images, labels)
         save_keras(model, paths.CLASSIFIER_MODEL)
-        result = {"val_accuracy": history["val_accuracy"][-1], "val_loss": history["val_loss"][-1]}
+        second, second_history = train(params.classifier, images, labels, build_second_reader)
+        save_keras(second, paths.SECOND_READER_MODEL)
+        result = {"val_accuracy": history["val_accuracy"][-1], "val_loss": history["val_loss"][-1],
+                  "second_reader_val_accuracy": second_history["val_accuracy"][-1]}
         save_json(paths.CLASSIFIER_METRICS, result)
         tracking.log_metric_history(client, run_id, history, first_step=1)
+        second_history = {f"second_reader_{k}": v for k, v in second_history.items()}
+        tracking.log_metric_history(client, run_id, second_history, first_step=1)
         tracking.log_to_parent(client, parent_id, {f"classifier_{k}": v for k, v in result.items()})
         registry.log_keras(model, paths.CLASSIFIER_MODEL, "classifier", params.data.dataset,
                            to_unit_range(images[:2]), step=params.classifier.epochs)
-        print(f"validation accuracy {result['val_accuracy']:.4f}")
+        print(f"validation accuracy {result['val_accuracy']:.4f}, second reader {result['second_reader_val_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -24,14 +24,16 @@ import tensorflow as tf
 from tqdm import tqdm
 
 import pipeline.gan
+import pipeline.masks
 import pipeline.models
 from pipeline import checkpoint, figures, paths, registry, tracking
 from pipeline.atomic import atomic_path, save_keras
 from pipeline.cli import run_stage
-from pipeline.config import GanParams, Params
+from pipeline.config import IMAGE_SIDE, GanParams, Params
 from pipeline.errors import PipelineError
 from pipeline.gan import RestorationGAN
-from pipeline.mask import load_masked_split
+from pipeline.mask import MaskedSplit, load_masked_split
+from pipeline.masks import TRAINING_STREAM, apply_masks, draw_damage
 from pipeline.models import (
     GENERATOR_INPUT_SHAPE,
     IMAGE_SHAPE,
@@ -40,7 +42,7 @@ from pipeline.models import (
     generator_input,
 )
 
-LOSS_NAMES = ("d_loss", "g_loss", "l1", "class_loss", "reader_loss")
+LOSS_NAMES = ("d_loss", "g_loss", "l1", "class_loss", "reader_loss", "damage_loss")
 SAMPLES = 8
 
 
@@ -62,26 +64,42 @@ def epoch_order(n_images: int, batch_size: int, steps: int, seed: int, epoch: in
     return np.concatenate([rng.permutation(n_images) for _ in range(rounds)])[:needed]
 
 
-def training_batches(
-    masked, holes, clean, labels, batch_size: int, steps: int, seed: int, epochs: range
-) -> tf.data.Dataset:
-    """Batches of (generator input, (clean image, label)) for `epochs`, each in its epoch_order; the hole channel is
-    added per batch. Each batch is gathered from the NumPy arrays themselves: copying them into the graph
-    as constants would hold a second 0.4 GB copy of the training set for the whole run."""
-    order = np.concatenate([epoch_order(len(clean), batch_size, steps, seed, epoch) for epoch in epochs])
+def batch_damage(data: MaskedSplit, indices: np.ndarray, params: Params, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+    """(damaged images, holes) of the training images `indices` at global iteration `iteration`. With
+    gan.fresh_damage the damage is drawn anew from (gan.seed, iteration) alone, so the restorer sees new holes
+    every epoch and a resumed run draws exactly what an uninterrupted one would; without it, the mask stage's."""
+    if not params.gan.fresh_damage:
+        return data.masked[indices], data.holes[indices]
+    rng = np.random.default_rng([params.gan.seed, TRAINING_STREAM, iteration])
+    holes = draw_damage(data.skeleton[indices], params.mask.families, rng)
+    return apply_masks(data.clean[indices], holes, params.mask.fill), holes
 
-    def gather(indices):
-        inputs = np.concatenate([masked[indices], holes[indices][..., None].astype(np.float32)], axis=-1)
-        return inputs, clean[indices], labels[indices].astype(np.int32)
 
-    def batch(indices):
-        inputs, targets, digits = tf.numpy_function(gather, [indices], (tf.float32, tf.float32, tf.int32))
+def training_batches(data: MaskedSplit, params: Params, steps: int, epochs: range) -> tf.data.Dataset:
+    """Batches of (generator input, (clean image, label, holes)) for `epochs`, each in its epoch_order, with the
+    damage of `batch_damage`. Each batch is gathered from the NumPy arrays themselves: copying them into the
+    graph as constants would hold a second 0.4 GB copy of the training set for the whole run."""
+    g = params.gan
+    order = np.concatenate([epoch_order(len(data.clean), g.batch_size, steps, g.seed, epoch) for epoch in epochs])
+    iterations = np.arange(epochs.start * steps, epochs.stop * steps)
+
+    def gather(indices, iteration):
+        masked, holes = batch_damage(data, indices, params, int(iteration))
+        inputs = generator_input(masked, None if not g.mask_channel else holes)
+        return inputs, data.clean[indices], data.labels[indices].astype(np.int32), holes
+
+    def batch(indices, iteration):
+        inputs, targets, digits, holes = tf.numpy_function(
+            gather, [indices, iteration], (tf.float32, tf.float32, tf.int32, tf.bool)
+        )
         return tf.ensure_shape(inputs, (None, *GENERATOR_INPUT_SHAPE)), (
             tf.ensure_shape(targets, (None, *IMAGE_SHAPE)),
             tf.ensure_shape(digits, (None,)),
+            tf.ensure_shape(holes, (None, IMAGE_SIDE, IMAGE_SIDE)),
         )
 
-    return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(batch).prefetch(tf.data.AUTOTUNE)
+    batches = tf.data.Dataset.from_tensor_slices((order.reshape(len(iterations), g.batch_size), iterations))
+    return batches.map(batch).prefetch(tf.data.AUTOTUNE)
 
 
 class LossProgress(keras.callbacks.Callback):
@@ -170,7 +188,9 @@ def build_gan(g: GanParams) -> RestorationGAN:
     with dtype_policy(g.precision):
         generator = build_generator(g.generator, g.mask_channel, g.composite, digit_reader=g.reader_weight > 0)
         discriminator = build_discriminator(g.discriminator, class_head=g.class_weight > 0)
-    gan = RestorationGAN(generator, discriminator, g.real_label, g.recon_weight, g.class_weight, g.reader_weight)
+    gan = RestorationGAN(
+        generator, discriminator, g.real_label, g.recon_weight, g.class_weight, g.reader_weight, g.mask_weight
+    )
     gan.compile(
         # With gan.ema the optimizer also keeps the moving average of G's weights (saved in checkpoints with
         # its other variables); `train` puts the average into the generator at the end.
@@ -181,7 +201,7 @@ def build_gan(g: GanParams) -> RestorationGAN:
 
 
 def train(
-    params: Params, masked, holes, clean, labels, callbacks=(), resume: checkpoint.TrainingState | None = None
+    params: Params, data: MaskedSplit, callbacks=(), resume: checkpoint.TrainingState | None = None
 ) -> tuple[RestorationGAN, float]:
     """Build the GAN of params.gan, seeded, and train it (on from `resume`'s epoch, with its state, if given);
     return it with the training time in seconds. Op determinism makes the same params give the same bits.
@@ -197,11 +217,11 @@ def train(
     if resume:
         checkpoint.restore(gan, resume)
         first_epoch = resume.epoch
-    steps = steps_per_epoch(params, len(clean))
+    steps = steps_per_epoch(params, len(data.clean))
     started = time.perf_counter()
     if first_epoch < g.epochs:
         gan.fit(
-            training_batches(masked, holes, clean, labels, g.batch_size, steps, g.seed, range(first_epoch, g.epochs)),
+            training_batches(data, params, steps, range(first_epoch, g.epochs)),
             epochs=g.epochs,
             initial_epoch=first_epoch,
             steps_per_epoch=steps,
@@ -213,21 +233,22 @@ def train(
     return gan, time.perf_counter() - started
 
 
-def training_fingerprint(params: Params, masked, holes, clean, labels) -> str:
-    """What a checkpoint must have been made with to be resumed: params.gan, the training images, the code that
-    trains on them and the Keras / TensorFlow versions."""
-    sources = (__file__, pipeline.gan.__file__, pipeline.models.__file__, checkpoint.__file__)
+def training_fingerprint(params: Params, data: MaskedSplit) -> str:
+    """What a checkpoint must have been made with to be resumed: params.gan and params.mask (the damage it
+    draws), the training images, the code that trains on them and the Keras / TensorFlow versions."""
+    sources = (__file__, pipeline.gan.__file__, pipeline.models.__file__, pipeline.masks.__file__, checkpoint.__file__)
     code = [Path(source).read_bytes() for source in sources]
     return checkpoint.fingerprint(
-        dataclasses.asdict(params.gan), masked, holes, clean, labels, *code, keras.__version__, tf.__version__
+        dataclasses.asdict(params.gan), dataclasses.asdict(params.mask), data.masked, data.holes, data.clean,
+        data.labels, data.skeleton, *code, keras.__version__, tf.__version__,
     )
 
 
 def main(params: Params) -> None:
     g = params.gan
-    clean, labels, masked, holes = load_masked_split(params, "train")
-    steps = steps_per_epoch(params, len(clean))
-    fingerprint = training_fingerprint(params, masked, holes, clean, labels)
+    data = load_masked_split(params, "train")
+    steps = steps_per_epoch(params, len(data.clean))
+    fingerprint = training_fingerprint(params, data)
     resume = checkpoint.load(paths.GAN_CHECKPOINT, fingerprint)
     with tracking.stage_run(params, "train_gan", "gan") as (client, run_id, parent_id):
         if resume:
@@ -241,11 +262,12 @@ def main(params: Params) -> None:
             lambda history, first: tracking.log_metric_history(client, run_id, history, first),
             resume.history if resume else None,
         )
+        sample_holes = data.holes[:SAMPLES] if g.mask_channel else None
         samples = SampleGrid(
-            generator_input(masked[:SAMPLES], holes[:SAMPLES]), clean[:SAMPLES], resume.samples if resume else ()
+            generator_input(data.masked[:SAMPLES], sample_holes), data.clean[:SAMPLES], resume.samples if resume else ()
         )
         saver = checkpoint.EpochCheckpoint(paths.GAN_CHECKPOINT, fingerprint, progress, samples)
-        gan, seconds = train(params, masked, holes, clean, labels, [progress, samples, saver], resume)
+        gan, seconds = train(params, data, [progress, samples, saver], resume)
 
         save_keras(gan.generator, paths.GENERATOR_MODEL)
         write_losses_csv(progress.history)

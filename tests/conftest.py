@@ -119,7 +119,7 @@ class TeamRepo:
 @pytest.fixture(scope="session")
 def team_repo(tmp_path_factory):
     """Tiny params, a real `mlflow server` (SQLite backend, artifacts served by the server) as
-    MLFLOW_TRACKING_URI, `dvc repro` (committed), then `dvc exp run --temp -n mask-six -S mask.size=6`:
+    MLFLOW_TRACKING_URI, `dvc repro` (committed), then `dvc exp run --temp -n thin-strokes -S mask.families.strokes.width=2`:
     two configurations, the workspace left at the committed one. Shared by the team and browser tests."""
     server_dir = tmp_path_factory.mktemp("mlflow-server")
     repo = copy_repo(tmp_path_factory.mktemp("team-repo"))
@@ -132,10 +132,10 @@ def team_repo(tmp_path_factory):
         run([sys.executable, "-m", "dvc", "repro"], repo, env)
         run(["git", "add", "dvc.lock", "results"], repo)
         run(["git", "commit", "-q", "-m", "pipeline outputs"], repo)
-        run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "mask-six", "-S", "mask.size=6"], repo, env)
+        run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "thin-strokes", "-S", "mask.families.strokes.width=2"], repo, env)
         yield TeamRepo(repo, url, server_dir / "artifacts")
 # A 2 x 1 grid, queued and run two at a time, as README's "Comparing experiments" shows.
-SWEEP = ["-S", "mask.size=6,10", "-S", "gan.lr_g=0.0003"]
+SWEEP = ["-S", "mask.families.strokes.width=2,4", "-S", "gan.lr_g=0.0003"]
 QUEUE_TIMEOUT_S = 900
 
 

@@ -11,12 +11,17 @@ import pytest
 from conftest import ROOT, random_masked_batch
 from pipeline import checkpoint
 from pipeline.config import load_params
+from pipeline.mask import MaskedSplit
 from pipeline.train_gan import epoch_order, training_fingerprint
+
+
+def split(masked, holes, clean) -> MaskedSplit:
+    return MaskedSplit(clean, np.arange(len(clean)) % 10, masked, holes, holes)
 
 
 @pytest.fixture(scope="module")
 def data():
-    return *random_masked_batch(40), np.arange(40) % 10
+    return split(*random_masked_batch(40))
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +30,25 @@ def params():
 
 
 def test_a_checkpoint_of_other_params_or_data_is_not_resumed(data, params, tmp_path, capsys):
-    masked, holes, clean, labels = data
     path = tmp_path / "state.npz"
     state = checkpoint.TrainingState(
-        1, {group: [np.ones(3, np.float32)] for group in checkpoint.GROUPS}, {"d_loss": [0.5]}, [clean[:2]]
+        1, {group: [np.ones(3, np.float32)] for group in checkpoint.GROUPS}, {"d_loss": [0.5]}, [data.clean[:2]]
     )
-    checkpoint.save(path, state, training_fingerprint(params, *data))
+    checkpoint.save(path, state, training_fingerprint(params, data))
 
-    assert checkpoint.load(path, training_fingerprint(params, *data)).epoch == 1
+    assert checkpoint.load(path, training_fingerprint(params, data)).epoch == 1
     other_lr = dataclasses.replace(params, gan=dataclasses.replace(params.gan, lr_g=params.gan.lr_g * 2))
-    assert checkpoint.load(path, training_fingerprint(other_lr, *data)) is None
-    other_data = clean.copy()
-    other_data[0, 0, 0, 0] += 0.5
-    assert checkpoint.load(path, training_fingerprint(params, masked, holes, other_data, labels)) is None
-    assert capsys.readouterr().out.count("made with other params, data or code; training from scratch") == 2
+    assert checkpoint.load(path, training_fingerprint(other_lr, data)) is None
+    other_damage = dataclasses.replace(params, mask=dataclasses.replace(params.mask, seed=params.mask.seed + 1))
+    assert checkpoint.load(path, training_fingerprint(other_damage, data)) is None
+    other_clean = data.clean.copy()
+    other_clean[0, 0, 0, 0] += 0.5
+    assert checkpoint.load(path, training_fingerprint(params, dataclasses.replace(data, clean=other_clean))) is None
+    assert capsys.readouterr().out.count("made with other params, data or code; training from scratch") == 3
 
     for cut in (100, 0):  # as if cut short (the stage writes it atomically, but a disk may fill up)
         path.write_bytes(path.read_bytes()[:cut])
-        assert checkpoint.load(path, training_fingerprint(params, *data)) is None
+        assert checkpoint.load(path, training_fingerprint(params, data)) is None
         assert "unreadable" in capsys.readouterr().out
 
 

@@ -1,6 +1,6 @@
 """Comparing experiments: a queued grid in `dvc exp show` and in MLflow, and the comparison report.
 
-All tests read the session's `swept_repo`: a tiny baseline run, then conftest.SWEEP (mask.size 6 and 10,
+All tests read the session's `swept_repo`: a tiny baseline run, then conftest.SWEEP (mask.families.strokes.width 2 and 4,
 gan.lr_g 0.0003) queued with `dvc exp run --queue` and run by `dvc queue start -j 2`.
 """
 
@@ -57,7 +57,7 @@ def test_each_queued_experiment_has_one_parent_run_named_after_it(swept_repo):
         parent = parents[0]
         assert parent.info.run_name == name
         assert parent.data.tags["git_commit"] == baseline_commit
-        assert parent.data.params["mask.size"] == str(exp["params"]["mask"]["size"])
+        assert parent.data.params["mask.families.strokes.width"] == str(exp["params"]["mask"]["families"]["strokes"]["width"])
         assert parent.data.params["gan.lr_g"] == "0.0003"
         for variant in ("clean", "masked", "restored"):
             assert parent.data.metrics[f"accuracy_{variant}"] == pytest.approx(exp["metrics"]["accuracy"][variant])
@@ -77,13 +77,14 @@ def grid_report(swept_repo, tmp_path_factory):
 def test_report_tabulates_the_selected_runs(swept_repo, grid_report, tmp_path):
     experiments = sweep_experiments(swept_repo)
     rows = table_rows((grid_report / "comparison.md").read_text())
-    by_size = sorted(experiments.items(), key=lambda item: item[1]["params"]["mask"]["size"])
-    assert [row[0] for row in rows] == [name for name, _ in by_size]  # sorted by mask size
+    by_size = sorted(experiments.items(), key=lambda item: item[1]["params"]["mask"]["families"]["strokes"]["width"])
+    assert [row[0] for row in rows] == [name for name, _ in by_size]  # sorted by stroke width
     for row, (name, exp) in zip(rows, by_size):
         acc, recovered = exp["metrics"]["accuracy"], exp["metrics"]["recovered_fraction"]
-        assert row[1:5] == ["mnist", str(exp["params"]["mask"]["size"]), "0.0003", str(exp["params"]["gan"]["lr_d"])]
-        assert row[5:8] == [f"{acc[v]:.4f}" for v in ("clean", "masked", "restored")]
-        assert row[8] == ("-" if recovered is None else f"{recovered:.4f}")
+        width = str(exp["params"]["mask"]["families"]["strokes"]["width"])
+        assert row[1:6] == ["mnist", "False", width, "0.0003", str(exp["params"]["gan"]["lr_d"])]
+        assert row[6:9] == [f"{acc[v]:.4f}" for v in ("clean", "masked", "restored")]
+        assert row[9] == ("-" if recovered is None else f"{recovered:.4f}")
     with Image.open(grid_report / "comparison.png") as image:
         assert image.format == "PNG" and image.width > 300 and image.height > 300
         image.verify()
@@ -91,14 +92,14 @@ def test_report_tabulates_the_selected_runs(swept_repo, grid_report, tmp_path):
     everything = report(swept_repo, tmp_path / "all")
     assert everything.returncode == 0, everything.stderr
     rows = table_rows((tmp_path / "all/comparison.md").read_text())
-    assert sorted(row[2] for row in rows) == ["10", "6", "8"]  # the baseline (mask 8) joins the grid
+    assert sorted(row[3] for row in rows) == ["2", "3", "4"]  # the baseline (width 3) joins the grid
 
 
 @pytest.mark.parametrize(
     "filter_string, message",
     [
-        ("params.mask.size = '99'", "matches no configuration"),
-        ("params.mask.size = 8", "is not a valid MLflow filter"),
+        ("params.mask.families.strokes.width = '99'", "matches no configuration"),
+        ("params.mask.families.strokes.width = 8", "is not a valid MLflow filter"),
         ("accuracy > 0.5", "is not a valid MLflow filter"),
     ],
 )

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, offline_env
-from pipeline.config import CLASSIC_RECIPE, ParamsError, flatten, load_params, parse_params
+from pipeline.config import CLASSIC_RECIPE, ParamsError, SquareDamage, StrokeDamage, flatten, load_params, parse_params, set_override
 
 
 def default() -> dict:
@@ -16,22 +16,31 @@ def default() -> dict:
 
 
 def with_value(section: str, key: str, value) -> dict:
+    """The default params with `section.key` (a dotted key for nested ones) set to `value`."""
     raw = default()
-    raw[section][key] = value
+    set_override(raw, f"{section}.{key}", value)
     return raw
 
 
-def test_default_params_keep_the_classic_mask_and_classifier_and_the_chapter_recipe():
+def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_recipe():
     params = load_params(ROOT / "params.yaml")
     assert params.data.dataset == "mnist"
-    assert (params.mask.size, params.mask.row_min, params.mask.row_max, params.mask.fill) == (8, 8, 11, -1.0)
+    families = params.mask.families
+    assert set(families) == {"classic", "boxes", "strokes"} and params.mask.fill == -1.0
+    assert isinstance(families["strokes"], StrokeDamage) and isinstance(families["boxes"], SquareDamage)
+    box = families["classic"]
+    assert (box.side_min, box.side_max, box.row_min, box.row_max, box.count_max) == (8, 8, 8, 11, 1)
+    assert (params.gan.mask_channel, params.gan.composite, params.gan.fresh_damage) == (False, True, True)
+    assert params.gan.mask_weight > 0
+    assert flatten(params)["mask.families.strokes.width"] == families["strokes"].width
     assert (params.gan.lr_g, params.gan.lr_d, params.gan.beta1, params.gan.real_label) == (4e-4, 8e-4, 0.5, 0.9)
     classic = dataclasses.replace(params.gan, **CLASSIC_RECIPE)
     assert (classic.batch_size, classic.lr_g, classic.lr_d, classic.recon_weight) == (128, 2e-4, 4e-4, 0.0)
     assert (classic.class_weight, classic.reader_weight, params.gan.reader_weight) == (0.0, 0.0, 1.0)
     assert (params.classifier.epochs, params.classifier.batch_size, params.classifier.validation_split) == (3, 128, 0.2)
-    recipe = (params.gan.generator, params.gan.mask_channel, params.gan.composite, params.gan.discriminator)
-    assert recipe == ("unet", True, True, "patch") and params.gan.recon_weight == 100.0
+    recipe = (params.gan.generator, params.gan.discriminator)
+    assert recipe == ("unet", "patch") and params.gan.recon_weight == 100.0
+    assert (classic.mask_channel, classic.composite, classic.fresh_damage, classic.mask_weight) == (False, False, False, 0)
     assert flatten(params)["gan.generator"] == "unet"
 
 
@@ -39,9 +48,19 @@ def test_default_params_keep_the_classic_mask_and_classifier_and_the_chapter_rec
     "section, key, value, message",
     [
         ("data", "dataset", "cifar10", "data.dataset: unknown dataset 'cifar10'; allowed values are mnist, fashion-mnist"),
-        ("mask", "size", 29, "mask.size: must be in 1..28, got 29"),
-        ("mask", "row_max", 21, "mask.row_max: a 8x8 hole at row 21 leaves the 28x28 image; allowed is mask.row_max <= 20"),
-        ("mask", "col_min", -1, "mask.col_min: must be >= 0"),
+        ("mask", "families.classic.side_max", 29, "mask.families.classic.side_max: must be in mask.families.classic.side_min (8)..28, got 29"),
+        ("mask", "families.boxes.row_min", 17, "mask.families.boxes.row_min: a 12x12 hole (side_max) at row 17 leaves the 28x28 image; allowed is mask.families.boxes.row_min <= 16"),
+        ("mask", "families.boxes.col_max", 1, "mask.families.boxes.col_max: must be >= mask.families.boxes.col_min (2)"),
+        ("mask", "families.classic.col_min", -1, "mask.families.classic.col_min: must be >= 0"),
+        ("mask", "families.strokes.width", 0, "mask.families.strokes.width: must be in 1..9, got 0"),
+        ("mask", "families.strokes.count_max", 0, "mask.families.strokes.count_max: must be >= mask.families.strokes.count_min (1), got 0"),
+        ("mask", "families.strokes.kind", "blob", "mask.families.strokes.kind: unknown kind 'blob'; allowed values are square, strokes"),
+        ("mask", "families.strokes.side_min", 3, "mask.families.strokes.side_min: unknown key; allowed keys in 'mask.families.strokes' are kind, weight"),
+        ("mask", "families.strokes.weight", -1, "mask.families.strokes.weight: must be >= 0, got -1.0"),
+        ("mask", "families", {}, "mask.families: must be a non-empty mapping"),
+        ("gan", "mask_weight", -1, "gan.mask_weight: must be >= 0, got -1.0"),
+        ("gan", "mask_channel", True, "gan.mask_weight: 1.0 trains a damage head, which only a blind restorer that composites has"),
+        ("gan", "fresh_damage", "no", "gan.fresh_damage: must be true or false, got 'no'"),
         ("gan", "lr_g", 0, "gan.lr_g: must be > 0, got 0"),
         ("gan", "lr_d", -1e-4, "gan.lr_d: must be > 0"),
         ("gan", "batch_size", 0, "gan.batch_size: must be > 0, got 0"),
@@ -83,6 +102,14 @@ def test_missing_key_and_missing_section():
         parse_params(raw)
 
 
+def test_all_weights_zero_is_refused():
+    raw = default()
+    for family in raw["mask"]["families"].values():
+        family["weight"] = 0
+    with pytest.raises(ParamsError, match="mask.families: every weight is 0"):
+        parse_params(raw)
+
+
 def test_invalid_yaml(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("data:\n  dataset: [mnist\n")
@@ -93,7 +120,7 @@ def test_invalid_yaml(tmp_path):
 def test_stage_exits_nonzero_before_touching_outputs(tmp_path):
     """A bad param stops the mask stage before it reads data/raw or rewrites data/masked."""
     shutil.copytree(ROOT / "pipeline", tmp_path / "pipeline")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("mask", "size", 40)))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("mask", "families.classic.side_max", 40)))
     masked = tmp_path / "data/masked"
     masked.mkdir(parents=True)
     (masked / "train.npz").write_bytes(b"previous output")
@@ -102,7 +129,7 @@ def test_stage_exits_nonzero_before_touching_outputs(tmp_path):
         [sys.executable, "-m", "pipeline.mask"], cwd=tmp_path, env=offline_env(), capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "error: mask.size: must be in 1..28, got 40" in result.stderr
+    assert "error: mask.families.classic.side_max: must be in mask.families.classic.side_min (8)..28, got 40" in result.stderr
     assert "Traceback" not in result.stderr
     assert hashlib.sha256((masked / "train.npz").read_bytes()).hexdigest() == before
     assert sorted(p.name for p in masked.iterdir()) == ["train.npz"]

@@ -15,7 +15,9 @@ import numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pipeline.config import load_params
-from pipeline.train_gan import build_gan, training_batches
+from pipeline.mask import MaskedSplit
+from pipeline.masks import skeletons
+from pipeline.train_gan import LOSS_NAMES, build_gan, training_batches
 
 params = load_params("params.yaml")
 rng = np.random.default_rng(0)
@@ -24,23 +26,24 @@ holes = np.zeros((64, 28, 28), bool)
 holes[:, 8:16, 8:16] = True
 masked = np.where(holes[..., None], np.float32(-1), clean)
 labels = np.arange(64) % 10
+data = MaskedSplit(clean, labels, masked, holes, skeletons(np.rint((clean[..., 0] + 1) * 127.5).astype(np.uint8)))
 
 def one_step(strategy):
     keras.utils.set_random_seed(0)
     with strategy.scope():
         gan = build_gan(params.gan)
     before = [w.numpy().copy() for w in gan.generator.trainable_weights]
-    data = training_batches(masked, holes, clean, labels, batch_size=64, steps=1, seed=0, epochs=range(1))
-    logs = gan.fit(data, epochs=1, steps_per_epoch=1, verbose=0).history
+    logs = gan.fit(training_batches(data, params, steps=1, epochs=range(1)), epochs=1, steps_per_epoch=1,
+                   verbose=0).history
     changed = any(not np.array_equal(b, w.numpy()) for b, w in zip(before, gan.generator.trainable_weights))
-    return {name: logs[name][0] for name in ("d_loss", "g_loss", "l1", "class_loss", "reader_loss")} | {
+    return {name: logs[name][0] for name in LOSS_NAMES} | {
         "replicas": strategy.num_replicas_in_sync, "generator_updated": changed}
 
 devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 print(json.dumps({"mirrored": one_step(tf.distribute.MirroredStrategy(devices)),
                   "single": one_step(tf.distribute.get_strategy()),
                   "weights": {"recon": params.gan.recon_weight, "class": params.gan.class_weight,
-                              "reader": params.gan.reader_weight}}))
+                              "reader": params.gan.reader_weight, "mask": params.gan.mask_weight}}))
 """
 
 
@@ -59,9 +62,10 @@ def test_train_step_under_mirrored_strategy_reports_whole_batch_losses():
     assert abs(mirrored["d_loss"] - single["d_loss"]) < 0.05
     assert abs(mirrored["l1"] - single["l1"]) < 0.02 * single["l1"]
     assert abs(mirrored["class_loss"] - single["class_loss"]) < 0.02 * single["class_loss"]
+    assert abs(mirrored["damage_loss"] - single["damage_loss"]) < 0.02 * single["damage_loss"]
     adversarial = {
         name: run["g_loss"] - weights["recon"] * run["l1"] - weights["class"] * run["class_loss"]
-        - weights["reader"] * run["reader_loss"]
+        - weights["reader"] * run["reader_loss"] - weights["mask"] * run["damage_loss"]
         for name, run in (("mirrored", mirrored), ("single", single))
     }
     assert 0.3 < adversarial["single"] < 2.0

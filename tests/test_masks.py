@@ -1,12 +1,26 @@
+"""The damage families (pipeline/masks.py): geometry, strokes on ink, seeding, mixtures, fresh damage per iteration."""
+
 import dataclasses
 
 import numpy as np
+import pytest
 
-from conftest import ROOT
-from pipeline.config import load_params
-from pipeline.masks import apply_masks, split_rng, square_masks
+from conftest import ROOT, mirror_dir
+from pipeline.config import SquareDamage, StrokeDamage, load_params
+from pipeline.damage_table import FAMILIES
+from pipeline.datasets import load_split
+from pipeline.mask import MaskedSplit
+from pipeline.masks import apply_masks, draw_damage, skeletons, split_rng, square_masks, stroke_masks
+from pipeline.train_gan import batch_damage
 
-CLASSIC = load_params(ROOT / "params.yaml").mask
+PARAMS = load_params(ROOT / "params.yaml")
+CLASSIC = FAMILIES["classic"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, _ = load_split(mirror_dir() / "mnist", "test", 500)
+    return images, skeletons(images)
 
 
 def corners(holes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,28 +37,78 @@ def test_classic_mask_is_one_8x8_square_with_corner_in_8_to_11():
     assert set(rows) == set(cols) == {8, 9, 10, 11}  # every position in range is used, none outside
     for hole, r, c in zip(holes[:50], rows[:50], cols[:50]):
         assert hole[r : r + 8, c : c + 8].all()
+    assert PARAMS.mask.families["classic"] == dataclasses.replace(CLASSIC, weight=PARAMS.mask.families["classic"].weight)
 
 
-def test_size_and_ranges_follow_the_params():
-    params = dataclasses.replace(CLASSIC, size=4, row_min=0, row_max=24, col_min=3, col_max=5)
-    holes = square_masks(2000, params, split_rng(1, "test"))
-    assert (holes.sum(axis=(1, 2)) == 16).all()
+def test_sides_and_corners_follow_the_params_and_stay_inside_the_image():
+    family = SquareDamage("square", 1.0, 4, 12, 1, 1, 2, 18, 3, 5)
+    holes = square_masks(3000, family, split_rng(1, "test"))
+    sides = np.sqrt(holes.sum(axis=(1, 2)))
+    assert set(sides) == set(range(4, 13))  # every side in range, squares whole
     rows, cols = corners(holes)
-    assert rows.min() == 0 and rows.max() == 24
-    assert set(cols) == {3, 4, 5}
+    assert rows.min() == 2 and rows.max() == 18 and set(cols) == {3, 4, 5}
+    assert (rows + sides <= 28).all()
+    big = rows[sides == 12]
+    assert big.max() == 16  # a 12x12 corner is clipped to 28 - 12
 
 
-def test_several_holes_cover_more_pixels():
-    params = dataclasses.replace(CLASSIC, count=3, row_min=0, row_max=20, col_min=0, col_max=20)
-    holes = square_masks(500, params, split_rng(0, "train"))
-    assert (holes.sum(axis=(1, 2)) >= 64).all() and holes.sum(axis=(1, 2)).mean() > 64
+def test_two_or_three_boxes_per_image():
+    family = SquareDamage("square", 1.0, 4, 4, 2, 3, 0, 24, 0, 24)
+    holes = square_masks(2000, family, split_rng(0, "train"))
+    pixels = holes.sum(axis=(1, 2))
+    assert pixels.max() <= 48 and (pixels > 16).mean() > 0.99  # at least two 4x4 boxes (rarely on top of each other)
+    assert (pixels == 48).mean() > 0.3 and (pixels == 32).mean() > 0.3  # both counts drawn (overlap is rare)
 
 
-def test_same_seed_same_masks_other_seed_other_masks():
-    first = square_masks(100, CLASSIC, split_rng(7, "train"))
-    np.testing.assert_array_equal(first, square_masks(100, CLASSIC, split_rng(7, "train")))
-    assert not np.array_equal(first, square_masks(100, CLASSIC, split_rng(8, "train")))
-    assert not np.array_equal(first, square_masks(100, CLASSIC, split_rng(7, "test")))
+def test_strokes_lie_on_the_ink_of_each_digit(digits):
+    images, skeleton = digits
+    family = StrokeDamage("strokes", 1.0, 1, 1, 8, 3)
+    holes = stroke_masks(skeleton, family, split_rng(0, "test"))
+    ink = images > 127
+    assert (holes.any(axis=(1, 2))).all()  # every digit loses a piece
+    assert (holes & ink).sum() / holes.sum() > 0.7  # what is lost is ink, not paper
+    assert ((holes & skeleton).sum(axis=(1, 2)) >= 1).all()  # each piece is laid along the skeleton
+    rows, cols = np.nonzero(holes[0])
+    assert rows.max() - rows.min() <= 8 + 2 and cols.max() - cols.min() <= 8 + 2  # length 8, thickened by 3
+    longer = stroke_masks(skeleton, dataclasses.replace(family, length=16, count_min=3, count_max=3), split_rng(0, "test"))
+    assert longer.sum() > 1.5 * holes.sum()
+    assert not stroke_masks(np.zeros((3, 28, 28), bool), family, split_rng(0, "test")).any()  # no ink, no damage
+
+
+def test_a_mixture_draws_each_family_by_weight(digits):
+    _, skeleton = digits
+    square = SquareDamage("square", 1.0, 6, 6, 1, 1, 0, 0, 0, 0)  # always the top-left 6x6 corner
+    strokes = StrokeDamage("strokes", 3.0, 1, 1, 8, 3)
+    holes = draw_damage(skeleton, {"corner": square, "strokes": strokes}, split_rng(0, "train"))
+    is_corner = holes[:, :6, :6].all(axis=(1, 2)) & (holes.sum(axis=(1, 2)) == 36)
+    assert 0.17 < is_corner.mean() < 0.33  # weight 1 of 4
+    off = draw_damage(skeleton, {"corner": square, "strokes": dataclasses.replace(strokes, weight=0.0)},
+                      split_rng(0, "train"))
+    assert off[:, :6, :6].all() and (off.sum(axis=(1, 2)) == 36).all()
+
+
+def test_same_seed_same_damage_other_seed_other_damage(digits):
+    _, skeleton = digits
+    families = PARAMS.mask.families
+    first = draw_damage(skeleton, families, split_rng(7, "train"))
+    np.testing.assert_array_equal(first, draw_damage(skeleton, families, split_rng(7, "train")))
+    assert not np.array_equal(first, draw_damage(skeleton, families, split_rng(8, "train")))
+    assert not np.array_equal(first, draw_damage(skeleton, families, split_rng(7, "test")))
+
+
+def test_training_draws_new_damage_every_iteration_from_the_seed_alone(digits):
+    images, skeleton = digits
+    clean = images.astype(np.float32)[..., None] / 127.5 - 1
+    data = MaskedSplit(clean, np.zeros(len(clean)), clean, np.zeros(skeleton.shape, bool), skeleton)
+    indices = np.arange(64)
+    masked, holes = batch_damage(data, indices, PARAMS, iteration=5)
+    np.testing.assert_array_equal(masked, apply_masks(clean[indices], holes, PARAMS.mask.fill))
+    again, same = batch_damage(data, indices, PARAMS, iteration=5)
+    np.testing.assert_array_equal(holes, same)
+    _, next_epoch = batch_damage(data, indices, PARAMS, iteration=5 + 937)
+    assert not np.array_equal(holes, next_epoch)
+    fixed = dataclasses.replace(PARAMS, gan=dataclasses.replace(PARAMS.gan, fresh_damage=False))
+    np.testing.assert_array_equal(batch_damage(data, indices, fixed, iteration=5)[1], data.holes[indices])
 
 
 def test_apply_fills_the_hole_and_keeps_the_rest():

@@ -74,9 +74,9 @@ def _store(url: str) -> Store:
     experiment = client.get_experiment_by_name("digit-restore")
     assert experiment is not None, f"no experiment 'digit-restore' on {url}"
     parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KEY_TAG}` != ''")
-    parents.sort(key=lambda run: -int(run.data.params["mask.size"]))
+    parents.sort(key=lambda run: -int(run.data.params["mask.families.strokes.width"]))
     assert len(parents) == 2, f"expected two configurations, found {[run.info.run_name for run in parents]}"
-    assert parents[0].data.params["mask.size"] != parents[1].data.params["mask.size"]
+    assert parents[0].data.params["mask.families.strokes.width"] != parents[1].data.params["mask.families.strokes.width"]
     return Store(url, client, experiment.experiment_id, parents)
 
 
@@ -226,17 +226,17 @@ def test_compare_view_shows_both_runs(browser, store):
         cells = driver.find_elements(By.XPATH, f"//tr[th[1][normalize-space()='{header}']]/*[position() > 1]")
         return [cell.text for cell in cells] if len(cells) == len(ids) else None
 
-    assert open_page(browser, url, "compare_runs", lambda driver: row(driver, "mask.size")) == [
-        run.data.params["mask.size"] for run in store.parents
+    assert open_page(browser, url, "compare_runs", lambda driver: row(driver, "mask.families.strokes.width")) == [
+        run.data.params["mask.families.strokes.width"] for run in store.parents
     ]
     assert row(browser, "Run ID:") == ids
     assert row(browser, "Run Name:") == [run.info.run_name for run in store.parents]
     assert "Comparing 2 Runs from 1 Experiment" in browser.find_element(By.TAG_NAME, "h2").text
 
-    # As a user would: plot restored accuracy against mask size, both runs on the parallel coordinates.
+    # As a user would: plot restored accuracy against stroke width, both runs on the parallel coordinates.
     plot_metric(browser, "accuracy_restored")
     restored = [run.data.metrics["accuracy_restored"] for run in store.parents]
-    expected = {"mask.size", "accuracy_restored", f"{max(restored):.5f}", f"{min(restored):.5f}"}
+    expected = {"mask.families.strokes.width", "accuracy_restored", f"{max(restored):.5f}", f"{min(restored):.5f}"}
 
     def axis_labels(driver) -> set[str] | None:
         labels = {label.text for label in driver.find_elements(By.CSS_SELECTOR, ".parcoords text")}

@@ -3,9 +3,17 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, random_masked_batch
-from pipeline.config import load_params
+from pipeline.config import GIVEN_HOLE_RECIPE, load_params
 from pipeline.gan import RestorationGAN
-from pipeline.models import DIGIT_READING, build_discriminator, build_generator, generator_input
+from pipeline.models import (
+    DAMAGE,
+    DIGIT_READING,
+    build_discriminator,
+    build_generator,
+    generator_input,
+    has_layer,
+    is_blind,
+)
 from pipeline.train_classifier import build_classifier
 
 
@@ -77,8 +85,8 @@ def make_gan(recon_weight: float, generator=None, class_weight: float = 0.0, rea
 def test_recon_weight_adds_weighted_l1_to_the_generator_loss(batch):
     masked, holes, clean = batch
     inputs = generator_input(masked, holes)
-    d0, g0, l1_0, *_ = (float(v) for v in make_gan(0.0).losses_for(inputs, clean, LABELS, training=False))
-    d1, g1, l1_1, *_ = (float(v) for v in make_gan(10.0).losses_for(inputs, clean, LABELS, training=False))
+    d0, g0, l1_0, *_ = (float(v) for v in make_gan(0.0).losses_for(inputs, clean, LABELS, holes, training=False))
+    d1, g1, l1_1, *_ = (float(v) for v in make_gan(10.0).losses_for(inputs, clean, LABELS, holes, training=False))
     assert l1_0 > 0 and l1_0 == pytest.approx(l1_1) and d0 == pytest.approx(d1)
     assert g1 == pytest.approx(g0 + 10.0 * l1_0, rel=1e-5)
 
@@ -87,7 +95,7 @@ def test_class_weight_adds_the_cross_entropy_of_the_true_digit_in_d_s_reading_of
     masked, holes, clean = batch
     inputs = generator_input(masked, holes)
     gan = make_gan(10.0, class_weight=2.0)
-    d, g, l1, class_loss, _ = (float(v) for v in gan.losses_for(inputs, clean, LABELS, training=False))
+    d, g, l1, class_loss, *_ = (float(v) for v in gan.losses_for(inputs, clean, LABELS, holes, training=False))
     p_real, classes = gan.discriminator(np.concatenate([clean, gan.generator(inputs).numpy()]))
     classes = classes.numpy()
     expected = -np.mean(np.log(classes[16:][np.arange(16), LABELS]))
@@ -96,7 +104,7 @@ def test_class_weight_adds_the_cross_entropy_of_the_true_digit_in_d_s_reading_of
     assert g == pytest.approx(adversarial + 10.0 * l1 + 2.0 * class_loss, rel=1e-4)
     real_class_loss = -np.mean(np.log(classes[:16][np.arange(16), LABELS]))
     assert d > real_class_loss  # D also pays for misreading the real digits
-    _, _, _, off, _ = make_gan(10.0).losses_for(inputs, clean, LABELS, training=False)
+    _, _, _, off, *_ = make_gan(10.0).losses_for(inputs, clean, LABELS, holes, training=False)
     assert float(off) == 0.0 and len(make_gan(10.0).discriminator.outputs) == 1
 
 
@@ -104,10 +112,10 @@ def test_training_with_the_class_term_teaches_d_to_read_the_real_digits(batch):
     _, holes, clean = batch
     gan = make_gan(10.0, class_weight=1.0)
     inputs = generator_input(np.where(holes[..., None], -1.0, clean).astype(np.float32), holes)
-    first = float(gan.train_step((inputs, (clean, LABELS)))["class_loss"])
+    first = float(gan.train_step((inputs, (clean, LABELS, holes)))["class_loss"])
     real_before = float(keras.losses.sparse_categorical_crossentropy(LABELS, gan.discriminator(clean)[1]).numpy().mean())
     for _ in range(30):
-        gan.train_step((inputs, (clean, LABELS)))
+        gan.train_step((inputs, (clean, LABELS, holes)))
     real_after = float(keras.losses.sparse_categorical_crossentropy(LABELS, gan.discriminator(clean)[1]).numpy().mean())
     assert first > 0 and real_after < 0.5 * real_before
 
@@ -116,15 +124,15 @@ def test_reader_weight_adds_the_cross_entropy_of_the_true_digit_in_g_s_own_readi
     masked, holes, clean = batch
     inputs = generator_input(masked, holes)
     gan = make_gan(10.0, reader_weight=2.0)
-    d, g, l1, class_loss, reader_loss = (float(v) for v in gan.losses_for(inputs, clean, LABELS, training=False))
-    restored, reading = (t.numpy() for t in gan.generator_and_reading(inputs))
+    d, g, l1, class_loss, reader_loss, _ = (float(v) for v in gan.losses_for(inputs, clean, LABELS, holes, training=False))
+    restored, reading = (t.numpy() for t in gan.generator_outputs(inputs))
     np.testing.assert_array_equal(restored, gan.generator(inputs).numpy())  # the same generator, two outputs
     expected = -np.mean(np.log(reading[np.arange(16), LABELS]))
     assert reader_loss == pytest.approx(expected, rel=1e-4) and class_loss == 0.0
     adversarial = -np.mean(np.log(gan.discriminator(restored).numpy()))
     assert g == pytest.approx(adversarial + 10.0 * l1 + 2.0 * reader_loss, rel=1e-4)
     without = make_gan(10.0)
-    assert float(without.losses_for(inputs, clean, LABELS, training=False)[4]) == 0.0
+    assert float(without.losses_for(inputs, clean, LABELS, holes, training=False)[4]) == 0.0
     assert DIGIT_READING not in [layer.name for layer in without.generator.layers]
 
 
@@ -164,9 +172,9 @@ def test_training_with_the_reader_teaches_g_to_read_the_digit(batch):
     generator = build_generator("unet", True, composite=True, digit_reader=True)
     gan = make_gan(10.0, generator=generator, reader_weight=1.0)
     inputs = generator_input(masked, holes)
-    first = float(gan.train_step((inputs, (clean, LABELS)))["reader_loss"])
+    first = float(gan.train_step((inputs, (clean, LABELS, holes)))["reader_loss"])
     for _ in range(30):
-        last = float(gan.train_step((inputs, (clean, LABELS)))["reader_loss"])
+        last = float(gan.train_step((inputs, (clean, LABELS, holes)))["reader_loss"])
     assert last < 0.5 * first
 
 
@@ -175,7 +183,7 @@ def test_l1_is_zero_when_the_generator_reproduces_the_target(batch):
     image_only = keras.Input((28, 28, 2))
     identity = keras.Model(image_only, image_only[..., :1])  # returns channel 0 unchanged
     inputs = generator_input(clean, holes)  # the "masked" image is the target itself
-    _, _, l1, *_ = make_gan(100.0, identity).losses_for(inputs, clean, LABELS, training=False)
+    _, _, l1, *_ = make_gan(100.0, identity).losses_for(inputs, clean, LABELS, holes, training=False)
     assert float(l1) == 0.0
 
 
@@ -184,7 +192,7 @@ def test_one_train_step_updates_both_networks(batch):
     gan = make_gan(0.0)
     generator_before = [w.numpy().copy() for w in gan.generator.trainable_weights]
     discriminator_before = [w.numpy().copy() for w in gan.discriminator.trainable_weights]
-    logs = gan.train_step((generator_input(masked, holes), (clean, LABELS)))
+    logs = gan.train_step((generator_input(masked, holes), (clean, LABELS, holes)))
     assert all(np.isfinite(float(logs[k])) for k in ("d_loss", "g_loss", "l1"))
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(generator_before, gan.generator.trainable_weights))
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(discriminator_before, gan.discriminator.trainable_weights))
@@ -196,7 +204,7 @@ def test_mixed_bfloat16_computes_in_bfloat16_keeps_known_pixels_exactly_and_leav
     from pipeline.train_gan import build_gan
 
     masked, holes, _ = batch
-    g = load_params(ROOT / "params.yaml").gan
+    g = dataclasses.replace(load_params(ROOT / "params.yaml").gan, **GIVEN_HOLE_RECIPE)
     gan = build_gan(dataclasses.replace(g, precision="mixed_bfloat16"))
     assert keras.config.dtype_policy().name == "float32"
     def first_conv(gan):
@@ -215,9 +223,10 @@ def test_a_non_finite_loss_stops_training_and_names_the_iteration():
 
     progress = LossProgress(epochs=2, steps=10)
     progress.on_epoch_begin(1)
-    progress.on_train_batch_end(0, {"d_loss": 0.7, "g_loss": 3.0, "l1": 0.1, "class_loss": 0.0, "reader_loss": 0.0})
+    quiet = {"l1": 0.1, "class_loss": 0.0, "reader_loss": 0.0, "damage_loss": 0.0}
+    progress.on_train_batch_end(0, {"d_loss": 0.7, "g_loss": 3.0, **quiet})
     with pytest.raises(PipelineError, match=r"diverged at iteration 13 \(epoch 2, batch 3\): d_loss=0.6, g_loss=nan"):
-        progress.on_train_batch_end(3, {"d_loss": 0.6, "g_loss": float("nan"), "l1": 0.1, "class_loss": 0.0, "reader_loss": 0.0})
+        progress.on_train_batch_end(3, {"d_loss": 0.6, "g_loss": float("nan"), **quiet})
 
 
 class GeneratorWeightsPerIteration(keras.callbacks.Callback):
@@ -232,6 +241,7 @@ class GeneratorWeightsPerIteration(keras.callbacks.Callback):
 def test_ema_saves_the_moving_average_of_the_generator_weights_and_leaves_training_unchanged(batch):
     import dataclasses
 
+    from pipeline.mask import MaskedSplit
     from pipeline.train_gan import train
 
     masked, holes, clean = batch
@@ -240,7 +250,8 @@ def test_ema_saves_the_moving_average_of_the_generator_weights_and_leaves_traini
     def run(ema: float):
         gan_params = dataclasses.replace(params.gan, ema=ema, epochs=1, steps_per_epoch=4, batch_size=8)
         record = GeneratorWeightsPerIteration()
-        gan, _ = train(dataclasses.replace(params, gan=gan_params), masked, holes, clean, LABELS, [record])
+        data = MaskedSplit(clean, LABELS, masked, holes, holes)
+        gan, _ = train(dataclasses.replace(params, gan=gan_params), data, [record])
         return [w.numpy() for w in gan.generator.trainable_weights], record.seen
 
     last, seen_without = run(0.0)
@@ -256,3 +267,70 @@ def test_ema_saves_the_moving_average_of_the_generator_weights_and_leaves_traini
     for a, e in zip(averaged, expected):
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-7)
     assert not all(np.array_equal(a, b) for a, b in zip(averaged, last))
+
+
+def test_the_blind_generator_never_reads_the_hole_channel_and_names_itself_blind(batch):
+    masked, holes, _ = batch
+    keras.utils.set_random_seed(0)
+    blind = build_generator("unet", mask_channel=False, composite=True, digit_reader=True)
+    assert is_blind(blind) and not is_blind(build_generator("unet", True, True))
+    assert has_layer(blind, DAMAGE) and not has_layer(build_generator("unet", False, False), DAMAGE)
+    told = blind(generator_input(masked, holes)).numpy()
+    for other in (np.roll(holes, 6, axis=2), np.zeros_like(holes), np.ones_like(holes)):
+        np.testing.assert_array_equal(told, blind(generator_input(masked, other)).numpy())
+
+
+def test_the_damage_head_pays_the_cross_entropy_of_the_ink_that_was_lost(batch):
+    masked, holes, clean = batch
+    clean = np.where(np.arange(28)[None, :, None, None] < 12, -1.0, clean).astype(np.float32)  # paper above row 12
+    masked = np.where(holes[..., None], -1.0, clean).astype(np.float32)
+    inputs = generator_input(masked)
+    generator = build_generator("unet", mask_channel=False, composite=True)
+    gan = RestorationGAN(generator, build_discriminator("global"), 0.9, 10.0, mask_weight=3.0)
+    d, g, l1, _, _, damage_loss = (float(v) for v in gan.losses_for(inputs, clean, LABELS, holes, training=False))
+    restored, damage = (t.numpy() for t in gan.generator_outputs(inputs))
+    lost = holes & (clean[..., 0] != masked[..., 0])
+    assert lost.sum() < holes.sum()  # the hole's rows on paper lost nothing
+    p = np.clip(damage[..., 0], 1e-7, 1 - 1e-7)
+    expected = -np.mean(np.where(lost, np.log(p), np.log(1 - p)))
+    assert damage_loss == pytest.approx(expected, rel=1e-3)
+    adversarial = -np.mean(np.log(gan.discriminator(restored).numpy()))
+    assert g == pytest.approx(adversarial + 10.0 * l1 + 3.0 * damage_loss, rel=1e-4)
+
+
+def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels_alone():
+    """Trained for 300 steps on 1024 real digits with fresh damage of the default families: the damage head's
+    composite keeps the undamaged pixels, where the same blind U-Net without it repaints them, and the head
+    already opens more where ink was lost than where it was not."""
+    import dataclasses
+
+    from conftest import mirror_dir
+    from pipeline.damage_table import CHANGED, restore
+    from pipeline.datasets import load_split, to_unit_range
+    from pipeline.mask import MaskedSplit
+    from pipeline.masks import apply_masks, draw_damage, skeletons
+
+    params = load_params(ROOT / "params.yaml")
+    images, labels = load_split(mirror_dir() / "mnist", "train", 1024)
+    clean, skeleton = to_unit_range(images), skeletons(images)
+    holes = draw_damage(skeleton, params.mask.families, np.random.default_rng(0))
+    data = MaskedSplit(clean, labels, apply_masks(clean, holes, -1.0), holes, skeleton)
+    test_images, _ = load_split(mirror_dir() / "mnist", "test", 256)
+    test_holes = draw_damage(skeletons(test_images), params.mask.families, np.random.default_rng(1))
+    test_clean = to_unit_range(test_images)
+    test_masked = apply_masks(test_clean, test_holes, -1.0)
+
+    def trained(**recipe):
+        from pipeline.train_gan import train
+
+        g = dataclasses.replace(params.gan, epochs=1, steps_per_epoch=300, batch_size=32, precision="float32", **recipe)
+        generator = train(dataclasses.replace(params, gan=g), data)[0].generator
+        restored = restore(generator, test_masked, test_holes)
+        return generator, float((np.abs(restored - test_clean)[~test_holes[..., None]] / 2 > CHANGED).mean())
+
+    generator, changed = trained()
+    _, changed_without_head = trained(composite=False, mask_weight=0.0)
+    assert changed < 0.001 and changed_without_head > 0.05
+    found = keras.Model(generator.input, generator.get_layer(DAMAGE).output)(generator_input(test_masked)).numpy()[..., 0]
+    lost = test_holes & (test_images > 0)
+    assert found[lost].mean() > 2 * found[~test_holes].mean()

@@ -14,6 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import run, write_params
+from pipeline.damage_table import FAMILIES
 
 STAGES = ["download", "mask", "train_classifier", "train_gan", "evaluate"]
 
@@ -69,12 +70,26 @@ def test_metrics_have_every_key_in_range(tiny_repo):
     for baseline in metrics["baselines"].values():
         assert 0 <= baseline["accuracy"] <= 1 and 0 < baseline["hole_mae"] < metrics["hole"]["mae_masked"]
     assert 0 <= metrics["generator_reading_accuracy"] <= 1  # the default generator reads the digit itself
-    assert set(metrics["generalisation"]) == {"4x4", "8x8", "12x12", "14x14", "8x8_anywhere"}
-    for row in metrics["generalisation"].values():
-        assert set(row) == {"masked", "restored", "telea", "navier_stokes"} and all(0 <= v <= 1 for v in row.values())
-    by_hole = (tiny_repo / "results/accuracy_by_hole.csv").read_text().splitlines()
-    assert by_hole[0] == "hole_side,masked,restored,telea,navier_stokes"
-    assert [line.split(",")[0] for line in by_hole[1:]] == ["4", "8", "12", "14"]
+    assert metrics["restorer"] == "blind"
+    assert set(metrics["second_reader"]["accuracy"]) == {"clean", "masked", "restored"}
+    # The table of damage family x restorer, each read by both readers.
+    assert list(metrics["damage"]) == list(FAMILIES)
+    for family, by in metrics["damage"].items():
+        assert list(by) == ["masked", "navier_stokes", "restored"]
+        for restorer, row in by.items():
+            assert set(row) == {"accuracy_judge", "accuracy_second", "recovered_judge", "recovered_second",
+                                "l1_damage", "l1_outside", "changed_outside"}
+            assert all(0 <= row[f"accuracy_{r}"] <= 1 for r in ("judge", "second"))
+        assert by["masked"]["l1_outside"] == by["navier_stokes"]["l1_outside"] == 0.0  # both keep the intact pixels
+        assert by["masked"]["l1_damage"] > 0
+    with (tiny_repo / "results/damage.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [row["family"] for row in table] == list(FAMILIES)
+    assert float(table[0]["restored_second"]) == metrics["damage"]["classic"]["restored"]["accuracy_second"]
+    assert list(table[0]) == ["family", *(f"{v}_{r}" for v in ("masked", "navier_stokes", "restored")
+                                          for r in ("judge", "second"))]
+    for picture in ("damage.png", "damage_grid.png"):
+        assert (tiny_repo / "results" / picture).read_bytes()[:4] == b"\x89PNG"
     csv_lines = (tiny_repo / "results/per_class_accuracy.csv").read_text().splitlines()
     assert csv_lines[0] == "class,clean,masked,restored" and len(csv_lines) == 11
     assert (tiny_repo / "results/restored_grid.png").read_bytes()[:4] == b"\x89PNG"
@@ -94,7 +109,7 @@ def test_mlflow_holds_parent_and_stage_runs(tiny_repo):
     assert len(parents) == 1
     parent = parents[0]
     assert parent.data.params["gan.lr_g"] == "0.0004"
-    assert parent.data.params["mask.size"] == "8"
+    assert parent.data.params["mask.families.strokes.width"] == "3"
     assert parent.data.tags["dataset"] == "mnist"
     assert re.fullmatch(r"[0-9a-f]{40}", parent.data.tags["git_commit"])
     assert 0 <= parent.data.metrics["accuracy_restored"] <= 1
@@ -115,7 +130,8 @@ def test_mlflow_holds_parent_and_stage_runs(tiny_repo):
     top = {a.path for a in client.list_artifacts(gan.info.run_id)}
     assert {"losses.png", "losses.csv"} <= top  # the generator itself is a logged model (tests/test_registry.py)
     evaluated = {a.path for a in client.list_artifacts(by_stage["evaluate"].info.run_id)}
-    assert {"restored_grid.png", "metrics.json"} <= evaluated
+    assert {"restored_grid.png", "metrics.json", "damage.csv", "damage.png", "damage_grid.png"} <= evaluated
+    assert "damage_classic_restored_accuracy_second" in by_stage["evaluate"].data.metrics
     assert (tiny_repo / "mlartifacts").is_dir()
 
 
@@ -138,12 +154,13 @@ def test_changing_a_gan_param_reruns_only_gan_and_evaluate(tiny_repo):
 def test_dvc_exp_run_temp_lands_in_the_same_store(tiny_repo):
     run(["git", "commit", "-q", "-am", "lr_g"], tiny_repo)
     result = run(
-        [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "mask-six", "-S", "mask.size=6"], tiny_repo
+        [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "thin-strokes", "-S",
+         "mask.families.strokes.width=2"], tiny_repo
     )
-    assert "mask" in stages_run(result.stdout)
-    parents = runs(tiny_repo, f"{PARENTS} and tags.dvc_exp_name = 'mask-six'")
+    assert stages_run(result.stdout) == ["mask", "train_gan", "evaluate"]  # a nested damage key reruns what it feeds
+    parents = runs(tiny_repo, f"{PARENTS} and tags.dvc_exp_name = 'thin-strokes'")
     assert len(parents) == 1
-    assert parents[0].data.params["mask.size"] == "6"
+    assert parents[0].data.params["mask.families.strokes.width"] == "2"
     assert "accuracy_restored" in parents[0].data.metrics
     shown = run([sys.executable, "-m", "dvc", "exp", "show", "--json"], tiny_repo).stdout
-    assert "mask-six" in shown
+    assert "thin-strokes" in shown

@@ -68,6 +68,18 @@ def test_a_phone_number_splits_into_its_digits(digits):
         assert correlation(frame, image) > 0.85
 
 
+def test_a_digit_that_lost_a_piece_of_stroke_and_fell_apart_is_read_as_one(digits):
+    images, _ = digits
+    broken = images.copy()
+    broken[0][:, 13:15] = 0  # the 7's stroke cut through: its ink is now two runs of columns
+    strip = np.hstack(broken)
+    assert np.diff(np.concatenate([[0], (strip > 0.3 * 255).any(axis=0).astype(int), [0]])).clip(0).sum() == 11
+    cells = preprocess.split_number(strip, np.zeros(strip.shape, bool), 10, "number.png")
+    assert len(cells) == 10
+    for (frame, _), image in zip(cells[1:], images[1:]):
+        assert correlation(frame, image) > 0.85  # the others unchanged
+
+
 def test_a_phone_number_with_a_digit_missing_is_refused(digits):
     strip = np.hstack(digits[0][:9])
     with pytest.raises(PipelineError, match="number.png: found 9 digits .* expected 10"):

@@ -29,11 +29,12 @@ from mlflow.tracking import MlflowClient
 
 from conftest import TINY_OVERRIDES, copy_repo, offline_env, run, start_queue, write_params
 from pipeline import paths
+from pipeline.train_gan import LOSS_NAMES
 
 EPOCHS, STEPS = 3, 4  # three epochs, so a kill after the first checkpoint always lands mid-training
 OVERRIDES = {**TINY_OVERRIDES, "gan": {**TINY_OVERRIDES["gan"], "epochs": EPOCHS, "steps_per_epoch": STEPS}}
 DVC = [sys.executable, "-m", "dvc"]
-LOSSES = ("d_loss", "g_loss", "l1", "class_loss", "reader_loss")
+LOSSES = LOSS_NAMES
 
 
 @pytest.fixture(scope="module")

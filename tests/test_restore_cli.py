@@ -91,19 +91,63 @@ def test_a_phone_number_is_split_and_read_as_a_whole(tiny_repo, tmp_path, test_d
     assert 0 < int(row["hole_pixels"]) <= 10 * 10  # the 20x20 box lies inside the second digit, now half size
 
 
+def test_without_a_box_the_blind_restorer_finds_the_damage_and_shows_it(tiny_repo, tmp_path, test_digits, classifier):
+    """Real digits that lost pieces of their strokes, as PNGs, no hole given: restored, read, damage written."""
+    from pipeline.damage_table import FAMILIES
+    from pipeline.masks import skeletons, stroke_masks
+
+    images, _ = test_digits
+    lost = stroke_masks(skeletons(images[:3]), FAMILIES["strokes"], np.random.default_rng(5))
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i, damaged in enumerate(np.where(lost, 0, images[:3])):
+        cv2.imwrite(str(folder / f"scan{i}.png"), damaged)
+    result = digit_restore(folder, "--show-damage", "--out", tmp_path / "out", cwd=tiny_repo)
+    assert result.returncode == 0, result.stderr
+
+    rows = read_csv(tmp_path / "out/predictions.csv")
+    assert [Path(r["file"]).name for r in rows] == ["scan0.png", "scan1.png", "scan2.png"]
+    assert all(int(r["hole_pixels"]) == 0 for r in rows)  # nobody marked anything
+    damaged = np.stack([cv2.imread(str(folder / f"scan{i}.png"), cv2.IMREAD_UNCHANGED) for i in range(3)])
+    restored = np.stack([cv2.imread(r["restored"], cv2.IMREAD_UNCHANGED) for r in rows])
+    found = np.stack([cv2.imread(str(tmp_path / f"out/scan{i}_damage.png"), cv2.IMREAD_UNCHANGED) for i in range(3)])
+    assert restored.shape == found.shape == (3, 28, 28) and set(np.unique(found)) <= {0, 255}
+    np.testing.assert_array_equal(found == 255, np.abs(restored.astype(int) - damaged) > 25)  # what it repainted
+    probabilities = reading(classifier, restored)
+    assert [int(r["prediction"]) for r in rows] == list(probabilities.argmax(axis=1))
+
+
+def test_a_generator_told_the_hole_refuses_to_run_without_one(tiny_repo, tmp_path, test_digits):
+    from pipeline.models import build_generator
+
+    project = tmp_path / "project"
+    (project / "data/gan").mkdir(parents=True)
+    shutil.copytree(tiny_repo / "data/classifier", project / "data/classifier")
+    shutil.copy2(tiny_repo / "params.yaml", project / "params.yaml")
+    build_generator("unet", mask_channel=True, composite=True).save(project / "data/gan/generator.keras")
+    cv2.imwrite(str(tmp_path / "digit.png"), test_digits[0][0])
+    result = digit_restore(tmp_path / "digit.png", "--project", project, "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "trained with the hole as an input (gan.mask_channel true)" in result.stderr
+    assert "--box" in result.stderr and not (tmp_path / "out").exists()
+    boxed = digit_restore(tmp_path / "digit.png", "--project", project, "--box", "10,10,8,8", "--out",
+                          tmp_path / "out", cwd=tmp_path)
+    assert boxed.returncode == 0, boxed.stderr
+
+
 def test_a_registered_model_restores_too(tiny_repo, tmp_path, test_digits):
     images, _ = test_digits
     cv2.imwrite(str(tmp_path / "digit.png"), images[0])
-    result = digit_restore(tmp_path / "digit.png", "--box", "10,10,8,8", "--out", tmp_path / "out",
-                           "--model", "models:/digit-restore-mnist@champion", cwd=tmp_path,  # no data/ here
-                           MLFLOW_TRACKING_URI=f"sqlite:///{tiny_repo / 'mlflow.db'}")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tiny_repo / 'mlflow.db'}"}
+    model = ["--model", "models:/digit-restore-mnist@champion"]
+    result = digit_restore(tmp_path / "digit.png", "--out", tmp_path / "out", *model, cwd=tmp_path, **env)  # no data/
     assert result.returncode == 0, result.stderr
     [row] = read_csv(tmp_path / "out/predictions.csv")
-    restored = cv2.imread(row["restored"], cv2.IMREAD_UNCHANGED)
-    hole = np.zeros((28, 28), bool)
-    hole[10:18, 10:18] = True
-    assert np.array_equal(restored[~hole], images[0][~hole])
+    assert cv2.imread(row["restored"], cv2.IMREAD_UNCHANGED).shape == (28, 28)
     assert row["prediction"] in list("0123456789") and 0 < float(row["confidence"]) <= 1
+    boxed = digit_restore(tmp_path / "digit.png", "--box", "10,10,8,8", "--out", tmp_path / "boxed", *model,
+                          cwd=tmp_path, **env)
+    assert boxed.returncode == 2 and "restores blind: it takes the image alone" in boxed.stderr
 
 
 def bad_inputs(tmp: Path) -> dict:

@@ -52,17 +52,18 @@ def server(tiny_repo, tmp_path_factory):
 
 
 def test_invocations_answer_with_the_restoration_and_the_digits(server, tiny_repo, monkeypatch):
+    """The default chain is blind: it gets the damaged image alone (no mask) and finds the damage itself."""
     images, _ = load_split(mirror_dir() / "mnist", "test", 4)
-    masks = np.zeros_like(images)
-    masks[:, 10:18, 10:18] = 1
-    body = json.dumps({"inputs": {"image": images.tolist(), "mask": masks.tolist()}}).encode()
+    images[:, 10:18, 10:18] = 0  # damaged, and nobody says where
+    body = json.dumps({"inputs": {"image": images.tolist()}}).encode()
     request = urllib.request.Request(f"{server}/invocations", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         answer = json.load(response)["predictions"]
 
     restored = np.array(answer["restored"])
     assert restored.shape == (4, 28, 28) and restored.min() >= 0 and restored.max() <= 255
-    assert np.array_equal(restored[masks == 0], images[masks == 0])  # known pixels kept
+    damage = np.array(answer["damage"])
+    assert np.array_equal(damage == 255, np.abs(restored - images.astype(int)) > 25)  # what it found and filled
     probabilities = np.array(answer["probabilities"])
     assert probabilities.shape == (4, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
     assert answer["digit"] == list(probabilities.argmax(axis=1))
@@ -70,6 +71,6 @@ def test_invocations_answer_with_the_restoration_and_the_digits(server, tiny_rep
 
     # The same model loaded here reads the same digits: the server runs the registered chain, nothing else.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_repo / 'mlflow.db'}")
-    local = mlflow.pyfunc.load_model(MODEL).predict({"image": images, "mask": masks.astype(np.uint8)})
+    local = mlflow.pyfunc.load_model(MODEL).predict({"image": images})
     assert answer["digit"] == local["digit"].tolist()
     assert np.array_equal(restored, local["restored"])

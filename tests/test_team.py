@@ -35,14 +35,14 @@ def test_pipeline_logs_runs_metrics_and_artifacts_to_the_server(team_repo, tmp_p
     experiment = client.get_experiment_by_name("digit-restore")
     assert experiment.artifact_location.startswith("mlflow-artifacts:"), "artifacts must go through the server"
     parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KEY_TAG}` != ''")
-    by_size = {run.data.params["mask.size"]: run for run in parents}
-    assert sorted(by_size) == ["6", "8"] and len(parents) == 2
-    assert by_size["6"].data.tags["dvc_exp_name"] == "mask-six"
+    by_size = {run.data.params["mask.families.strokes.width"]: run for run in parents}
+    assert sorted(by_size) == ["2", "3"] and len(parents) == 2
+    assert by_size["2"].data.tags["dvc_exp_name"] == "thin-strokes"
 
     # The committed configuration's headline numbers on the server are the ones in results/metrics.json.
     metrics = json.loads((team_repo.path / "results/metrics.json").read_text())
     for variant in ("clean", "masked", "restored"):
-        assert by_size["8"].data.metrics[f"accuracy_{variant}"] == metrics["accuracy"][variant]
+        assert by_size["3"].data.metrics[f"accuracy_{variant}"] == metrics["accuracy"][variant]
 
     def children(parent) -> dict:
         found = client.search_runs(
@@ -50,9 +50,9 @@ def test_pipeline_logs_runs_metrics_and_artifacts_to_the_server(team_repo, tmp_p
         )
         return {run.data.tags["dvc_stage"]: run for run in found}
 
-    stages = children(by_size["8"])
+    stages = children(by_size["3"])
     assert sorted(stages) == ["evaluate", "train_classifier", "train_gan"]
-    assert sorted(children(by_size["6"])) == ["evaluate", "train_gan"]  # the classifier was not retrained
+    assert sorted(children(by_size["2"])) == ["evaluate", "train_gan"]  # the classifier was not retrained
     gan = stages["train_gan"].info.run_id
     assert [m.step for m in client.get_metric_history(gan, "d_loss")] == list(range(6))
 
