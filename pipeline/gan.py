@@ -100,7 +100,7 @@ class RestorationGAN(keras.Model):
             g_loss = g_loss + self.reader_weight * reader_loss
         damage_loss = ops.zeros_like(l1)
         if DAMAGE in extra:
-            lost = ops.cast(holes[..., None] & (ops.abs(clean - inputs[..., :1]) > 0), "float32")
+            lost = ops.cast(holes, "float32")[..., None] * ops.cast(ops.abs(clean - inputs[..., :1]) > 0, "float32")
             damage_loss = self.bce(lost, extra[DAMAGE])
             g_loss = g_loss + self.mask_weight * damage_loss
         return d_loss, g_loss, l1, class_loss, reader_loss, damage_loss

@@ -86,11 +86,12 @@ def training_batches(data: MaskedSplit, params: Params, steps: int, epochs: rang
     def gather(indices, iteration):
         masked, holes = batch_damage(data, indices, params, int(iteration))
         inputs = generator_input(masked, None if not g.mask_channel else holes)
-        return inputs, data.clean[indices], data.labels[indices].astype(np.int32), holes
+        # The holes as 0/1 floats: a distribution strategy sums what a dataset yields, and cannot sum booleans.
+        return inputs, data.clean[indices], data.labels[indices].astype(np.int32), holes.astype(np.float32)
 
     def batch(indices, iteration):
         inputs, targets, digits, holes = tf.numpy_function(
-            gather, [indices, iteration], (tf.float32, tf.float32, tf.int32, tf.bool)
+            gather, [indices, iteration], (tf.float32, tf.float32, tf.int32, tf.float32)
         )
         return tf.ensure_shape(inputs, (None, *GENERATOR_INPUT_SHAPE)), (
             tf.ensure_shape(targets, (None, *IMAGE_SHAPE)),

@@ -38,13 +38,13 @@ def table_rows(markdown: str) -> list[list[str]]:
 def test_exp_show_lists_every_queued_experiment_with_params_and_metrics(swept_repo):
     experiments = sweep_experiments(swept_repo)
     assert len(experiments) == 2
-    assert sorted(e["params"]["mask"]["size"] for e in experiments.values()) == [6, 10]
+    assert sorted(e["params"]["mask"]["families"]["strokes"]["width"] for e in experiments.values()) == [2, 4]
     for exp in experiments.values():
         assert exp["params"]["gan"]["lr_g"] == 0.0003
         assert exp["params"]["gan"]["epochs"] == 2  # the baseline's tiny params, not the defaults
         assert set(exp["metrics"]["accuracy"]) == {"clean", "masked", "restored"}
         assert all(0 <= value <= 1 for value in exp["metrics"]["accuracy"].values())
-    # Different holes, so different masked accuracy: each experiment has its own metrics.
+    # Different damage, so different masked accuracy: each experiment has its own metrics.
     assert len({e["metrics"]["accuracy"]["masked"] for e in experiments.values()}) == 2
 
 

@@ -73,9 +73,9 @@ def test_metrics_have_every_key_in_range(tiny_repo):
     assert metrics["restorer"] == "blind"
     assert set(metrics["second_reader"]["accuracy"]) == {"clean", "masked", "restored"}
     # The table of damage family x restorer, each read by both readers.
-    assert list(metrics["damage"]) == list(FAMILIES)
+    assert sorted(metrics["damage"]) == sorted(FAMILIES)  # metrics.json keeps its keys sorted
     for family, by in metrics["damage"].items():
-        assert list(by) == ["masked", "navier_stokes", "restored"]
+        assert sorted(by) == ["masked", "navier_stokes", "restored"]
         for restorer, row in by.items():
             assert set(row) == {"accuracy_judge", "accuracy_second", "recovered_judge", "recovered_second",
                                 "l1_damage", "l1_outside", "changed_outside"}

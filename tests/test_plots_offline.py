@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from conftest import ROOT, run, sweep_experiments
 
 LOSSES = "GAN losses per iteration"
-VEGA_PLOTS = 4  # losses, per-class accuracy, confusion of the restored digits, accuracy by hole side (dvc.yaml)
+VEGA_PLOTS = 4  # losses, per-class accuracy, confusion of the restored digits, accuracy by damage family (dvc.yaml)
 REMOTE = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 
 

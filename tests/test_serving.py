@@ -53,7 +53,7 @@ def server(tiny_repo, tmp_path_factory):
 
 def test_invocations_answer_with_the_restoration_and_the_digits(server, tiny_repo, monkeypatch):
     """The default chain is blind: it gets the damaged image alone (no mask) and finds the damage itself."""
-    images, _ = load_split(mirror_dir() / "mnist", "test", 4)
+    images = load_split(mirror_dir() / "mnist", "test", 4)[0].copy()
     images[:, 10:18, 10:18] = 0  # damaged, and nobody says where
     body = json.dumps({"inputs": {"image": images.tolist()}}).encode()
     request = urllib.request.Request(f"{server}/invocations", body, {"Content-Type": "application/json"})
