@@ -119,6 +119,9 @@ def main() -> None:
         readers = trained_readers(params, raw_dir)
         test_images, test_labels = load_split(raw_dir, "test")
         test_clean, test_skeleton = to_unit_range(test_images), skeletons(test_images)
+        clean_read = damage_table.readings(readers, test_clean)
+        print(f"{dataset}: the readers read " + " / ".join(
+            f"{(clean_read[r] == test_labels).mean():.2%}" for r in damage_table.READERS) + " of the clean test images")
         if args.score:
             import keras
 
