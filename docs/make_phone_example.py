@@ -21,7 +21,7 @@ from pipeline.masks import skeletons, stroke_masks
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs/images/phone_number.png"
 DAMAGED = (1, 6)  # the second digit (a 2) and the seventh (a 4), counted from 0
-PIECES = StrokeDamage("strokes", 1.0, 1, 1, 8, 3)  # one pen segment each, as evaluate's strokes family draws them
+PIECES = StrokeDamage("strokes", 1.0, 1, 1, 8, 3)  # one dropped pen segment each, ~9 pixels long, a pen width
 SEED = 2026
 
 
