@@ -13,7 +13,7 @@ import numpy as np
 from pipeline import classical
 from pipeline import metrics as m
 from pipeline.config import SquareDamage, StrokeDamage
-from pipeline.inference import forward
+from pipeline.inference import forward, read
 from pipeline.masks import EVALUATION_STREAM, apply_masks, family_masks
 from pipeline.models import generator_input, is_blind
 
@@ -45,7 +45,7 @@ def restore(generator, masked: np.ndarray, holes: np.ndarray) -> np.ndarray:
 
 
 def readings(readers: dict, images: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: forward(reader, images).argmax(axis=1) for name, reader in readers.items()}
+    return {name: read(reader, images) for name, reader in readers.items()}
 
 
 def row(images: np.ndarray, clean: np.ndarray, holes: np.ndarray, read: dict, labels, clean_accuracy: dict,

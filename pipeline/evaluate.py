@@ -20,7 +20,7 @@ from pipeline import metrics as m
 from pipeline.atomic import atomic_path, save_json
 from pipeline.cli import run_stage
 from pipeline.config import Params
-from pipeline.inference import forward
+from pipeline.inference import read
 from pipeline.mask import load_masked_split
 from pipeline.masks import apply_masks
 from pipeline.models import DIGIT_READING, generator_input, has_layer, is_blind
@@ -42,11 +42,7 @@ def generator_reading(generator, masked, holes):
     if not has_layer(generator, DIGIT_READING):
         return None
     reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
-    return forward(reader, generator_input(masked, None if is_blind(generator) else holes)).argmax(axis=1)
-
-
-def read(classifier, images):
-    return forward(classifier, images).argmax(axis=1)
+    return read(reader, generator_input(masked, None if is_blind(generator) else holes))
 def score(params: Params, images: dict, predicted: dict, labels, holes) -> dict:
     """metrics.json content from the images of each variant and the classifier's readings of them."""
     acc = {v: m.accuracy(p, labels) for v, p in predicted.items()}

@@ -18,3 +18,8 @@ def forward(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """`model` in inference mode (BatchNorm on its moving statistics, no dropout) on `images`, in order."""
     call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     return np.concatenate([call(images[start : start + CHUNK]).numpy() for start in range(0, len(images), CHUNK)])
+
+
+def read(classifier: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The digit (class) a classifier reads in each image."""
+    return forward(classifier, images).argmax(axis=1)
