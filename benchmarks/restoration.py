@@ -1,11 +1,12 @@
 """Restoration benchmark: the table of damage family x restorer, for several recipes, seeds and datasets.
 
     DIGIT_RESTORE_MIRROR=../shared/datasets python benchmarks/restoration.py \
-        [--datasets mnist fashion-mnist] [--recipes blind given_hole classic] [--seeds 0 1 2] [--epochs N]
+        [--datasets mnist fashion-mnist] [--recipes blind given_hole chapter] [--seeds 0 1 2] [--epochs N]
         [--set mask.families.strokes.weight=0 gan.mask_weight=0 ...] [--score GENERATOR.keras ...]
 
 Uses params.yaml for everything else ("blind" is its gan section as it stands; "given_hole" is told
-where the hole is; "classic" is the chapter's recipe, trained on the chapter's box alone). Trains the
+where the hole is; "chapter" is the chapter's own training, its loop included (pipeline/chapter_loop.py), on the
+chapter's box alone). Trains the
 two readers once per dataset and each recipe once per seed, with the damage of params `mask` (drawn
 anew every epoch where gan.fresh_damage), then scores every family of pipeline/damage_table.py, as
 evaluate does: accuracy by the judge and by the second reader, recovered fraction, L1 in and outside
@@ -26,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import damage_table
-from pipeline.config import CLASSIC_RECIPE, DATASETS, GIVEN_HOLE_RECIPE, parse_params, set_override
+from pipeline.config import CHAPTER_RECIPE, DATASETS, GIVEN_HOLE_RECIPE, parse_params, set_override
 from pipeline.datasets import load_split, to_unit_range
 from pipeline.download import fetch_dataset
 from pipeline.mask import MaskedSplit
@@ -39,7 +40,7 @@ from pipeline.train_gan import train as train_gan
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".data"
 # (gan overrides, only the chapter's box in training)
-RECIPES = {"blind": ({}, False), "given_hole": (GIVEN_HOLE_RECIPE, False), "classic": (CLASSIC_RECIPE, True)}
+RECIPES = {"blind": ({}, False), "given_hole": (GIVEN_HOLE_RECIPE, False), "chapter": (CHAPTER_RECIPE, True)}
 COLUMNS = ["dataset", "restorer", "seed", "family", "masked", "OpenCV NS (oracle)", "restored", "recovered",
            "L1 damage (NS)", "L1 damage", "changed outside", "train s"]
 

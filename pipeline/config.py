@@ -17,15 +17,21 @@ import yaml
 from pipeline.errors import PipelineError
 
 DATASETS = ("mnist", "fashion-mnist")
-GENERATORS = ("autoencoder", "unet")
-DISCRIMINATORS = ("global", "patch")
+GENERATORS = ("chapter", "autoencoder", "unet")
+DISCRIMINATORS = ("chapter", "global", "patch")
+LOOPS = ("compiled", "chapter")
 PRECISIONS = ("float32", "mixed_bfloat16")
-# The chapter's recipe, as overrides of the gan section (params.yaml defaults to the inpainting recipe).
-CLASSIC_RECIPE = dict(generator="autoencoder", mask_channel=False, composite=False, mask_weight=0.0, fresh_damage=False,
-                      discriminator="global", recon_weight=0.0, class_weight=0.0, reader_weight=0.0, ema=0.0,
-                      batch_size=128, lr_g=2e-4, lr_d=4e-4)
-# The restorer that is told where the hole is (an app that knows its damaged area): the hole is an input
-# channel and the output keeps every pixel outside it.
+# The chapter's training as it was published, as overrides of the gan section: its networks, its loop
+# (pipeline/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
+# damage. Trained on the chapter's box alone (mask.families.boxes / strokes at weight 0) it reproduces the chapter.
+CHAPTER_RECIPE = dict(loop="chapter", generator="chapter", discriminator="chapter", mask_channel=False,
+                      composite=False, mask_weight=0.0, fresh_damage=False, recon_weight=0.0, class_weight=0.0,
+                      reader_weight=0.0, ema=0.0, epochs=5, batch_size=128, steps_per_epoch=None, lr_g=2e-4,
+                      lr_d=4e-4, beta1=0.5, real_label=0.9, precision="float32")
+# What the chapter loop leaves out, and the only values it accepts for them (the loop would ignore any other).
+CHAPTER_LOOP_FIXED = dict(generator="chapter", discriminator="chapter", mask_channel=False, composite=False,
+                          mask_weight=0.0, fresh_damage=False, recon_weight=0.0, class_weight=0.0, reader_weight=0.0,
+                          ema=0.0)
 GIVEN_HOLE_RECIPE = dict(mask_channel=True, composite=True, mask_weight=0.0)
 IMAGE_SIDE = 28
 NUM_CLASSES = 10  # digits, or Fashion-MNIST's 10 kinds of clothing
@@ -94,6 +100,7 @@ class ClassifierParams:
 
 @dataclass(frozen=True)
 class GanParams:
+    loop: str
     generator: str
     mask_channel: bool
     composite: bool
@@ -256,6 +263,16 @@ def _validate(p: Params) -> None:
     )
 
     g = p.gan
+    _require(g.loop in LOOPS, f"gan.loop: unknown loop {g.loop!r}; allowed values are {', '.join(LOOPS)}")
+    if g.loop == "chapter":
+        wrong = {key: getattr(g, key) for key, value in CHAPTER_LOOP_FIXED.items() if getattr(g, key) != value}
+        _require(
+            not wrong,
+            "gan.loop: chapter trains the chapter's networks on its adversarial loss alone, so it needs "
+            + ", ".join(f"gan.{key}={CHAPTER_LOOP_FIXED[key]}" for key in wrong) + "; got "
+            + ", ".join(f"gan.{key}={value}" for key, value in wrong.items())
+            + " (the whole recipe: pipeline/config.py CHAPTER_RECIPE, README Recipes)",
+        )
     _require(
         g.generator in GENERATORS,
         f"gan.generator: unknown generator {g.generator!r}; allowed values are {', '.join(GENERATORS)}",

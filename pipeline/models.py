@@ -1,10 +1,13 @@
-"""The GAN's networks: generators (the classic autoencoder or a U-Net) and discriminators (global or patch)."""
+"""The GAN's networks: generators (the chapter's autoencoder, the project's autoencoder or U-Net) and
+discriminators (the chapter's, global or patch)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 from pipeline.config import IMAGE_SIDE, NUM_CLASSES
 
@@ -31,6 +34,64 @@ def is_blind(generator: keras.Model) -> bool:
 
 def has_layer(model: keras.Model, name: str) -> bool:
     return name in [layer.name for layer in model.layers]
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers built inside compute in `name` ("float32", or "mixed_bfloat16": bfloat16 maths, float32
+    weights); the global policy is put back afterwards, so nothing else built in the process changes."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+@keras.saving.register_keras_serializable("digit_restore")
+class Keras2BatchNormalization(layers.BatchNormalization):
+    """BatchNormalization whose moving statistics follow Keras 2's (the chapter's 2018 environment), not Keras 3's.
+
+    Training-mode maths are Keras 3's: each batch is normalised with its own mean and variance. What differs is
+    what inference mode reads. Keras 3 keeps a plain moving average started at mean 0 / variance 1, so for the
+    first few hundred updates (momentum 0.99) it is mostly that start. Keras 2 updated them with TensorFlow's
+    zero-debiased moving average (`assign_moving_average(..., zero_debias=True)`) of the batch mean and of the
+    unbiased batch variance (times n / (n - 1 - epsilon)): after k updates with values v_1..v_k,
+
+        moving = sum_i (1 - m) m^(k - i) v_i / (1 - m^k),
+
+    the batches' own statistics from the first update on. The chapter's loop feeds the discriminator with
+    `generator.predict()`, i.e. these statistics; with Keras 3's the generator's first predictions are garbage, the
+    discriminator wins at once and the generator collapses to black images (README, Recipes)."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        shape = (input_shape[self.axis],)
+        # TensorFlow's zero-debiased average keeps the biased average (from 0) and the number of updates.
+        self.biased_mean = self.add_weight(shape=shape, name="biased_mean", initializer="zeros", trainable=False,
+                                           autocast=False)
+        self.biased_variance = self.add_weight(shape=shape, name="biased_variance", initializer="zeros",
+                                               trainable=False, autocast=False)
+        self.updates_done = self.add_weight(shape=(), name="updates_done", initializer="zeros", trainable=False,
+                                            autocast=False)
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None:
+            return super().call(inputs, training=training, mask=mask)
+        inputs = ops.cast(inputs, "float32")
+        mean, variance = ops.moments(inputs, axes=self._reduction_axes)
+        n = float(np.prod([inputs.shape[axis] for axis in self._reduction_axes[1:]])) * ops.cast(
+            ops.shape(inputs)[0], "float32")
+        updates = self.updates_done + 1.0
+        debias = 1.0 - ops.power(self.momentum, updates)
+        for biased, moving, value in ((self.biased_mean, self.moving_mean, mean),
+                                      (self.biased_variance, self.moving_variance, variance * n / (n - 1.0 - self.epsilon))):
+            biased.assign(biased * self.momentum + value * (1.0 - self.momentum))
+            moving.assign(biased / debias)
+        self.updates_done.assign(updates)
+        outputs = ops.batch_normalization(inputs, mean, variance, axis=self.axis, offset=self.beta, scale=self.gamma,
+                                          epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def _conv_bn_relu(x, filters: int):
@@ -65,6 +126,20 @@ def _autoencoder(x, bottleneck):
     return _conv_bn_relu(x, 32)
 
 
+def _chapter_autoencoder(x, bottleneck):
+    """The chapter's `img_generator` as it was published: BatchNorm (Keras 2's, see Keras2BatchNormalization) in
+    the encoder only, and no 32-filter layer before the output."""
+    for filters in (32, 64):
+        x = layers.Conv2D(filters, 3, padding="same")(x)
+        x = layers.Activation("relu")(Keras2BatchNormalization()(x))
+        x = layers.AveragePooling2D(2)(x)
+    x = layers.Conv2D(128, 3, padding="same")(x)
+    x = layers.Activation("relu")(Keras2BatchNormalization()(x))
+    x = bottleneck(layers.Conv2D(128, 3, padding="same", activation="relu")(x))
+    x = layers.Conv2D(64, 3, padding="same", activation="relu")(layers.UpSampling2D(2)(x))
+    return layers.UpSampling2D(2)(x)
+
+
 def _unet(x, bottleneck):
     """The same encoder and decoder with skip connections, so the decoder sees the known pixels at full detail."""
     skip28 = _conv_bn_relu(x, 32)
@@ -88,7 +163,7 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
     """
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     image, hole = inputs[..., :1], inputs[..., 1:]
-    body = {"autoencoder": _autoencoder, "unet": _unet}[kind]
+    body = {"chapter": _chapter_autoencoder, "autoencoder": _autoencoder, "unet": _unet}[kind]
     x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck))
     # Outputs in float32 under any dtype policy: the composite must copy the known pixels bit for bit.
     restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored", dtype="float32")(x)
@@ -103,17 +178,18 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
 
 
 def build_discriminator(kind: str, class_head: bool = False) -> keras.Model:
-    """Three strided convs with LeakyReLU 0.2 and dropout (the chapter's), then either one probability
-    that the whole image is real ("global") or one per 4x4 grid cell, each seeing a ~15-pixel patch ("patch").
+    """Three strided convs with LeakyReLU 0.2 and dropout 0.25, then either one probability that the whole image
+    is real ("global") or one per 4x4 grid cell, each seeing a ~15-pixel patch ("patch"). "chapter": the
+    chapter's `img_discriminator` as published (the third conv unstrided, dropout 0.2, one probability).
 
     class_head: a second output, the probabilities of the 10 classes, read from the same features
     (as in AC-GAN), so that the generator can be told which class its restoration reads as."""
     inputs = keras.Input(IMAGE_SHAPE, name="image")
     x = inputs
-    for filters in (64, 128, 256):
-        x = layers.Conv2D(filters, 3, strides=2, padding="same")(x)
+    for filters, strides in ((64, 2), (128, 2), (256, 1 if kind == "chapter" else 2)):
+        x = layers.Conv2D(filters, 3, strides=strides, padding="same")(x)
         x = layers.LeakyReLU(negative_slope=0.2)(x)
-        x = layers.Dropout(0.25)(x)
+        x = layers.Dropout(0.2 if kind == "chapter" else 0.25)(x)
     if kind == "patch":
         outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="p_real", dtype="float32")(x)
     else:

@@ -9,7 +9,6 @@ interruption resumes.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import math
@@ -26,12 +25,12 @@ from tqdm import tqdm
 import pipeline.gan
 import pipeline.masks
 import pipeline.models
-from pipeline import checkpoint, figures, paths, registry, tracking
+from pipeline import chapter_loop, checkpoint, figures, paths, registry, tracking
 from pipeline.atomic import atomic_path, save_keras
 from pipeline.cli import run_stage
 from pipeline.config import IMAGE_SIDE, GanParams, Params
 from pipeline.errors import PipelineError
-from pipeline.gan import RestorationGAN
+from pipeline.gan import LOSS_NAMES, RestorationGAN
 from pipeline.mask import MaskedSplit, load_masked_split
 from pipeline.masks import TRAINING_STREAM, apply_masks, draw_damage
 from pipeline.models import (
@@ -39,10 +38,10 @@ from pipeline.models import (
     IMAGE_SHAPE,
     build_discriminator,
     build_generator,
+    dtype_policy,
     generator_input,
 )
 
-LOSS_NAMES = ("d_loss", "g_loss", "l1", "class_loss", "reader_loss", "damage_loss")
 SAMPLES = 8
 
 
@@ -172,18 +171,6 @@ def write_losses_csv(history: dict[str, list[float]]) -> None:
             writer.writerow([i, *(f"{v:.6g}" for v in row)])
 
 
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Layers built inside compute in `name` ("float32", or "mixed_bfloat16": bfloat16 maths, float32
-    weights); the global policy is put back afterwards, so nothing else built in the process changes."""
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
-
-
 def build_gan(g: GanParams) -> RestorationGAN:
     """The recipe of params.gan with its Adam optimisers, ready to train."""
     with dtype_policy(g.precision):
@@ -209,8 +196,12 @@ def train(
 
     With gan.ema > 0 the returned generator holds the moving average of its weights over the iterations
     rather than the last ones: the last weights carry the noise of the last few adversarial updates, and
-    the average restored MNIST better (README, Recipes). BatchNorm keeps its own moving statistics."""
+    the average restored MNIST better (README, Recipes). BatchNorm keeps its own moving statistics.
+
+    gan.loop chapter trains with the chapter's own loop instead (pipeline/chapter_loop.py)."""
     g = params.gan
+    if g.loop == "chapter":
+        return chapter_loop.train(params, data, steps_per_epoch(params, len(data.clean)), callbacks, resume)
     keras.utils.set_random_seed(g.seed)
     tf.config.experimental.enable_op_determinism()
     gan = build_gan(g)
@@ -237,7 +228,8 @@ def train(
 def training_fingerprint(params: Params, data: MaskedSplit) -> str:
     """What a checkpoint must have been made with to be resumed: params.gan and params.mask (the damage it
     draws), the training images, the code that trains on them and the Keras / TensorFlow versions."""
-    sources = (__file__, pipeline.gan.__file__, pipeline.models.__file__, pipeline.masks.__file__, checkpoint.__file__)
+    sources = (__file__, pipeline.gan.__file__, pipeline.models.__file__, pipeline.masks.__file__, checkpoint.__file__,
+               chapter_loop.__file__)
     code = [Path(source).read_bytes() for source in sources]
     return checkpoint.fingerprint(
         dataclasses.asdict(params.gan), dataclasses.asdict(params.mask), data.masked, data.holes, data.clean,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, offline_env
-from pipeline.config import CLASSIC_RECIPE, ParamsError, SquareDamage, StrokeDamage, flatten, load_params, parse_params, set_override
+from pipeline.config import CHAPTER_RECIPE, ParamsError, SquareDamage, StrokeDamage, flatten, load_params, parse_params, set_override
 
 
 def default() -> dict:
@@ -34,13 +34,15 @@ def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_reci
     assert params.gan.mask_weight > 0
     assert flatten(params)["mask.families.strokes.width"] == families["strokes"].width
     assert (params.gan.lr_g, params.gan.lr_d, params.gan.beta1, params.gan.real_label) == (4e-4, 8e-4, 0.5, 0.9)
-    classic = dataclasses.replace(params.gan, **CLASSIC_RECIPE)
+    classic = dataclasses.replace(params.gan, **CHAPTER_RECIPE)
     assert (classic.batch_size, classic.lr_g, classic.lr_d, classic.recon_weight) == (128, 2e-4, 4e-4, 0.0)
     assert (classic.class_weight, classic.reader_weight, params.gan.reader_weight) == (0.0, 0.0, 1.0)
     assert (params.classifier.epochs, params.classifier.batch_size, params.classifier.validation_split) == (3, 128, 0.2)
     recipe = (params.gan.generator, params.gan.discriminator)
     assert recipe == ("unet", "patch") and params.gan.recon_weight == 100.0
     assert (classic.mask_channel, classic.composite, classic.fresh_damage, classic.mask_weight) == (False, False, False, 0)
+    assert (classic.loop, classic.generator, classic.discriminator, classic.epochs) == ("chapter", "chapter", "chapter", 5)
+    assert params.gan.loop == "compiled"
     assert flatten(params)["gan.generator"] == "unet"
 
 
@@ -69,8 +71,9 @@ def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_reci
         ("classifier", "validation_split", 1.0, "classifier.validation_split: must be in the open interval (0, 1)"),
         ("classifier", "batch_size", "128", "classifier.batch_size: must be an integer, got '128'"),
         ("gan", "epochs", 2.5, "gan.epochs: must be an integer, got 2.5"),
-        ("gan", "generator", "resnet", "gan.generator: unknown generator 'resnet'; allowed values are autoencoder, unet"),
-        ("gan", "discriminator", "local", "gan.discriminator: unknown discriminator 'local'; allowed values are global, patch"),
+        ("gan", "generator", "resnet", "gan.generator: unknown generator 'resnet'; allowed values are chapter, autoencoder, unet"),
+        ("gan", "discriminator", "local", "gan.discriminator: unknown discriminator 'local'; allowed values are chapter, global, patch"),
+        ("gan", "loop", "keras2", "gan.loop: unknown loop 'keras2'; allowed values are compiled, chapter"),
         ("gan", "composite", "yes", "gan.composite: must be true or false, got 'yes'"),
         ("gan", "class_weight", -1, "gan.class_weight: must be >= 0, got -1"),
         ("gan", "reader_weight", -0.5, "gan.reader_weight: must be >= 0, got -0.5"),
@@ -87,7 +90,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(section, key, value, messag
 def test_misspelled_key_lists_the_allowed_ones():
     raw = default()
     raw["gan"]["lr_gen"] = raw["gan"].pop("lr_g")
-    with pytest.raises(ParamsError, match=r"gan.lr_gen: unknown key; allowed keys in 'gan' are generator, .*lr_g,"):
+    with pytest.raises(ParamsError, match=r"gan.lr_gen: unknown key; allowed keys in 'gan' are loop, generator, .*lr_g,"):
         parse_params(raw)
 
 

@@ -1,0 +1,112 @@
+"""The chapter's training loop as it was published (gan.loop: chapter): three Python-level calls per iteration.
+
+Per iteration, as the chapter's `train()`:
+1. a random batch of masked images through `generator.predict` (BatchNorm in inference mode: its moving
+   statistics, Keras 2's, see models.Keras2BatchNormalization);
+2. the discriminator's `train_on_batch` on 2 x batch images: a separate random batch of originals at
+   `real_label` and the generated ones at 0;
+3. the stacked generator -> frozen discriminator model's `train_on_batch` on another random batch of masked
+   images at label 1.
+The three batches are drawn independently, with replacement (unpaired: D never sees an original beside its own
+restoration). Unlike the chapter's global NumPy seed, they are drawn from (gan.seed, epoch), so a run resumed
+after an interruption draws exactly what an uninterrupted one would.
+
+Freezing. Keras 3 reads a model's trainable weights when its train function is first traced, not at compile():
+so, as in the chapter, D is made trainable before its own step and frozen before the stacked model's, and each
+train function is first traced in the state it must keep (tests/test_chapter_loop.py checks that the D step
+changes only D and the G step only G).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline import checkpoint
+from pipeline.config import GanParams, Params
+from pipeline.gan import LOSS_NAMES
+from pipeline.mask import MaskedSplit
+from pipeline.models import GENERATOR_INPUT_SHAPE, build_discriminator, build_generator, dtype_policy, generator_input
+
+BATCH_STREAM = 4  # the random batches' own stream of gan.seed (masks.py numbers the damage streams 1..3)
+
+
+@dataclasses.dataclass
+class ChapterGAN:
+    """The chapter's three models, with the attribute names pipeline/checkpoint.py and the stage's callbacks read."""
+
+    generator: keras.Model
+    discriminator: keras.Model
+    stacked: keras.Model  # generator -> frozen discriminator, trained towards "real"
+    g_optimizer: keras.optimizers.Optimizer
+    d_optimizer: keras.optimizers.Optimizer
+
+
+def build(g: GanParams) -> ChapterGAN:
+    """The chapter's generator and discriminator, each compiled with binary cross-entropy and its Adam."""
+    with dtype_policy(g.precision):
+        generator = build_generator(g.generator, mask_channel=False, composite=False)
+        discriminator = build_discriminator(g.discriminator)
+    d_optimizer = keras.optimizers.Adam(g.lr_d, beta_1=g.beta1)
+    g_optimizer = keras.optimizers.Adam(g.lr_g, beta_1=g.beta1)
+    discriminator.compile(loss="binary_crossentropy", optimizer=d_optimizer)
+    inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
+    stacked = keras.Model(inputs, discriminator(generator(inputs)), name="chapter_gan")
+    stacked.compile(loss="binary_crossentropy", optimizer=g_optimizer)
+    return ChapterGAN(generator, discriminator, stacked, g_optimizer, d_optimizer)
+
+
+def epoch_batches(n_images: int, batch_size: int, steps: int, seed: int, epoch: int) -> np.ndarray:
+    """(steps, 3, batch_size) indices: per iteration the masked images G restores for D, the originals D sees as
+    real, and the masked images the stacked model trains G on; drawn with replacement from (seed, epoch) alone."""
+    return np.random.default_rng([seed, BATCH_STREAM, epoch]).integers(0, n_images, (steps, 3, batch_size))
+
+
+def iteration(gan: ChapterGAN, data: MaskedSplit, indices: np.ndarray, real_label: float) -> dict[str, float]:
+    """One iteration of the chapter's loop on the batches `indices` (one row of epoch_batches). Returns the losses
+    of LOSS_NAMES: D's and the stacked model's, and the L1 between the predicted batch and its own originals (a
+    figure the chapter did not compute, logged so its runs read like the others; no loss uses it)."""
+    for_d, real, for_g = indices
+    generated = gan.generator.predict(generator_input(data.masked[for_d]), verbose=0)
+    batch = len(for_d)
+    gan.discriminator.trainable = True
+    d_loss = gan.discriminator.train_on_batch(
+        np.concatenate([data.clean[real], generated]), np.r_[np.full(batch, real_label), np.zeros(batch)]
+    )
+    gan.discriminator.trainable = False
+    g_loss = gan.stacked.train_on_batch(generator_input(data.masked[for_g]), np.ones(batch))
+    losses = dict.fromkeys(LOSS_NAMES, 0.0)
+    losses |= {"d_loss": float(d_loss), "g_loss": float(g_loss),
+               "l1": float(np.abs(generated - data.clean[for_d]).mean())}
+    return losses
+
+
+def train(params: Params, data: MaskedSplit, steps: int, callbacks=(), resume: checkpoint.TrainingState | None = None
+          ) -> tuple[ChapterGAN, float]:
+    """The chapter's loop for params.gan.epochs epochs of `steps` iterations (on from `resume`'s epoch, with its
+    state, if given), driving the stage's Keras callbacks as `fit` would; returns the models and the seconds."""
+    g = params.gan
+    keras.utils.set_random_seed(g.seed)
+    tf.config.experimental.enable_op_determinism()
+    gan = build(g)
+    first_epoch = 0
+    if resume:
+        checkpoint.restore(gan, resume)
+        first_epoch = resume.epoch
+    for callback in callbacks:
+        callback.set_model(gan)
+    started = time.perf_counter()
+    for epoch in range(first_epoch, g.epochs):
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        for step, indices in enumerate(epoch_batches(len(data.clean), g.batch_size, steps, g.seed, epoch)):
+            logs = iteration(gan, data, indices, g.real_label)
+            for callback in callbacks:
+                callback.on_train_batch_end(step, logs)
+        for callback in callbacks:
+            callback.on_epoch_end(epoch)
+    return gan, time.perf_counter() - started
