@@ -84,9 +84,15 @@ def data_hashes(stage: str) -> dict[str, str]:
         locked = yaml.safe_load(Path("dvc.lock").read_text())["stages"]
     except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
         return {}
+    return locked_hashes([d if isinstance(d, str) else next(iter(d)) for d in deps], locked)
+
+
+def locked_hashes(deps: list[str], locked: dict) -> dict[str, str]:
+    """`data_md5.<path>` -> md5 of each output of dvc.lock's `locked` stages that one of `deps` lies in: the tags a
+    stage's run carries, so a dvc.lock also finds the runs that read its data (pipeline.pr_runs)."""
     outs = {out["path"]: out["md5"] for entry in locked.values() for out in entry.get("outs", []) if "md5" in out}
     hashes = {}
-    for dep in (d if isinstance(d, str) else next(iter(d)) for d in deps):
+    for dep in deps:
         owner = next((path for path in outs if dep == path or dep.startswith(f"{path}/")), None)
         if owner:
             hashes[f"{DATA_TAG_PREFIX}{owner}"] = outs[owner]

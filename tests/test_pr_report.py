@@ -1,0 +1,181 @@
+"""The pull-request report (pipeline.pr_report) on a real two-commit history of the tiny configuration.
+
+`pr_repo` clones the session's `swept_repo` (its committed tiny baseline run is the base), shares its DVC cache
+and a copy of its MLflow store, doubles gan.lr_g, runs `dvc repro` and commits: that commit is the head.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from conftest import ROOT, TINY_OVERRIDES, run, write_params
+from pipeline import pr_report, seed_spread, small_run
+
+BASE_LR = 0.0004
+
+
+@pytest.fixture(scope="module")
+def pr_repo(swept_repo, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("pr") / "repo"
+    run(["git", "clone", "-q", str(swept_repo), str(repo)], swept_repo.parent)
+    run(["git", "config", "user.name", "digit-restore tests"], repo)
+    run(["git", "config", "user.email", "tests@digit-restore.invalid"], repo)
+    run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(swept_repo / ".dvc/cache")], repo)
+    shutil.copy(swept_repo / "mlflow.db", repo / "mlflow.db")
+    run([sys.executable, "-m", "dvc", "checkout"], repo)
+    assert yaml.safe_load((repo / "params.yaml").read_text())["gan"]["lr_g"] == BASE_LR
+    write_params(repo, {"gan": {"lr_g": 2 * BASE_LR}})
+    run([sys.executable, "-m", "dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "gan.lr_g doubled"], repo)
+    return repo
+
+
+def pr_report_run(repo, out, base: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "pipeline.pr_report", "--base", base, "--out", str(out)], repo, check=False)
+
+
+def rows_after(markdown: str, heading: str) -> list[list[str]]:
+    """The body rows of the first table after `heading`."""
+    section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def flat(metrics: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in metrics.items():
+        out |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out
+
+
+@pytest.fixture(scope="module")
+def report_dir(pr_repo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pr-report")
+    result = pr_report_run(pr_repo, out, "HEAD~1")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_report_names_the_param_and_each_changed_metric(pr_repo, report_dir):
+    markdown = (report_dir / "report.md").read_text()
+    assert rows_after(markdown, "## Params that changed") == [["`gan.lr_g`", "`0.0004`", "`0.0008`"]]
+
+    base = flat(json.loads(run(["git", "show", "HEAD~1:results/metrics.json"], pr_repo).stdout))
+    head = flat(json.loads((pr_repo / "results/metrics.json").read_text()))
+    rows = {row[0].strip("`"): row for row in rows_after(markdown, "## Headline metrics")}
+    assert list(rows) == list(pr_report.HEADLINE)
+    changed = [key for key in pr_report.HEADLINE if None not in (base[key], head[key]) and base[key] != head[key]]
+    assert changed, "doubling gan.lr_g changed no headline metric: the test compares nothing"
+    for key in changed:
+        assert rows[key][1:4] == [f"{base[key]:.4g}", f"{head[key]:.4g}", f"{head[key] - base[key]:+.4g}"], key
+    for key in set(pr_report.HEADLINE) - set(changed):
+        assert rows[key][3] in ("0", "-"), key
+    # Tiny runs are not at the benchmark's setting: the spread is shown, nothing is marked.
+    assert "No change is marked" in markdown and {row[5] for row in rows.values()} == {"-"}
+
+
+def test_report_embeds_base_beside_head_pictures_and_both_runs(pr_repo, report_dir):
+    markdown = (report_dir / "report.md").read_text()
+    base_sha = run(["git", "rev-parse", "HEAD~1"], pr_repo).stdout.strip()
+    assert f"base HEAD~1 ({base_sha[:7]}), head (workspace), left to right" in markdown
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert linked == ["restored_grid.png", "damage_accuracy.png", "losses.png"]
+    for name in linked:
+        with Image.open(report_dir / name) as image:
+            assert image.format == "PNG" and image.width > 600
+    with Image.open(report_dir / "restored_grid.png") as both, Image.open(pr_repo / "results/restored_grid.png") as one:
+        assert both.width > 1.5 * one.width  # two grids side by side
+
+    client = MlflowClient(f"sqlite:///{pr_repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digit-restore")
+    parents = client.search_runs([experiment.experiment_id], "tags.`digit_restore.pipeline_key` != '' and tags.dvc_exp_name = ''")
+    by_lr = {run_.data.params["gan.lr_g"]: run_.info.run_id for run_ in parents}
+    runs = markdown.split("## MLflow runs", 1)[1]
+    assert f"- base HEAD~1 ({base_sha[:7]}): `" in runs and f"(run id `{by_lr['0.0004']}`)" in runs
+    assert f"(run id `{by_lr['0.0008']}`)" in runs.split("- head (workspace):", 1)[1]
+
+
+def test_report_is_byte_identical_when_run_twice(pr_repo, report_dir, tmp_path):
+    assert pr_report_run(pr_repo, tmp_path, "HEAD~1").returncode == 0
+    first = {p.name: p.read_bytes() for p in report_dir.iterdir()}
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == first
+    assert sorted(first) == ["damage_accuracy.png", "losses.png", "report.md", "restored_grid.png"]
+
+
+@pytest.mark.parametrize("base, message", [
+    ("no-such-branch", "--base 'no-such-branch': no such git revision"),
+    ("HEAD~2", "has no results: dvc.lock is not committed there"),  # the tiny params, before any run
+])
+def test_a_base_without_results_exits_2_naming_it(pr_repo, tmp_path, base, message):
+    result = pr_report_run(pr_repo, tmp_path / "out", base)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: --base {base!r}") and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+FULL = {"data.dataset": "mnist", "data.max_train": None, "data.max_test": None, "classifier.epochs": 3,
+        "gan.epochs": 3, "gan.steps_per_epoch": None, "gan.batch_size": 64, "evaluate.grid_digits": 32}
+SMALL = {**FULL, **small_run.SMALL_RUN}
+
+
+@pytest.mark.parametrize("base, head, compare, mark", [
+    (FULL, FULL, True, True),
+    (FULL, SMALL, False, False),  # CI's small run of the PR against the committed full run
+    (SMALL, SMALL, True, False),
+    (FULL, {**FULL, "gan.epochs": 5}, True, False),  # the PR trains longer: compared, but the spread is unknown there
+])
+def test_small_runs_are_not_compared_with_full_ones_and_marks_need_the_benchmark_setting(base, head, compare, mark):
+    assert pr_report.comparison_note(base, head)[:2] == (compare, mark)
+
+
+def test_a_change_beyond_the_seed_spread_is_marked():
+    key = "damage.classic.restored.recovered_judge"  # spread 0.003 (0.921, 0.918, 0.918)
+    metrics = {key: {"old": 0.92, "new": 0.93}, "accuracy.restored": {"old": 0.96, "new": 0.97},
+               "damage.boxes.restored.recovered_judge": {"old": 0.85, "new": 0.86}}  # within 0.018
+    section = "\n".join(pr_report.metrics_section(metrics, True, True, ""))
+    rows = {row[0].strip("`"): row for row in rows_after(section, "## Headline metrics")}
+    assert rows[key][3:] == ["+0.01", "0.003", "**beyond**"]
+    assert rows["damage.boxes.restored.recovered_judge"][3:] == ["+0.01", "0.018", "no"]
+    assert rows["accuracy.restored"][4:] == ["-", "-"]  # not measured by the benchmark
+
+
+def test_seed_spreads_are_readme_benchmark_table():
+    """Each spread is max - min of README's three seeds (at least the printed digit), family by family."""
+    families = {"classic 8x8 box": "classic", "one box, side 4..12, anywhere": "boxes",
+                "2-3 boxes, side 4..6": "small_boxes", "1-2 dropped pen segments": "strokes"}
+    benchmarks = (ROOT / "README.md").read_text().split("## Benchmarks", 1)[1]
+    found = {family: [] for family in families.values()}
+    for line in benchmarks.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 8 and cells[0] in ("0", "1", "2") and cells[1] in families:
+            found[families[cells[1]]].append(cells)
+    assert all(len(rows) == 3 for rows in found.values()), found
+    for family, rows in found.items():
+        seeds = seed_spread.SEEDS[family]
+        judge, second = zip(*(row[4].split(" / ") for row in rows))
+        rec_judge, rec_second = zip(*(row[5].split(" / ") for row in rows))
+        assert seeds["accuracy_judge"] == tuple(float(v.rstrip("%")) for v in judge)
+        assert seeds["accuracy_second"] == tuple(float(v.rstrip("%")) for v in second)
+        assert seeds["recovered_judge"] == tuple(map(float, rec_judge))
+        assert seeds["recovered_second"] == tuple(map(float, rec_second))
+        assert seeds["l1_damage"] == tuple(float(row[6].split(" / ")[1]) for row in rows)
+        assert seeds["changed_outside"] == tuple(float(row[7].rstrip("%")) for row in rows)
+    assert seed_spread.SPREADS["damage.classic.restored.accuracy_second"] == pytest.approx(0.0019)
+    assert seed_spread.SPREADS["damage.small_boxes.restored.l1_damage"] == 0.001  # three equal printed values
+
+
+def test_small_run_is_the_tests_tiny_configuration():
+    tiny = {f"{section}.{key}": value for section, values in TINY_OVERRIDES.items() for key, value in values.items()}
+    assert small_run.SMALL_RUN == tiny
+    result = run([sys.executable, "-m", "pipeline.small_run"], ROOT)
+    assert result.stdout.split() == small_run.set_args() and result.stdout.split()[:2] == ["-S", "data.max_train=512"]
