@@ -5,6 +5,8 @@ non-zero where pixels are known to be missing. A blind generator finds the damag
 takes `image` alone, and where a mask is given anyway (restore_and_read), the pixels outside it are
 kept. The optional param `fill_value` (0..255) adds a detection rule: pixels of exactly that value are
 missing too, for images whose damage was painted in a known colour.
+A request is checked before the networks run (pipeline/chain_input.py): each problem is answered 400 with
+one line naming it.
 Output: `restored` uint8 (n, 28, 28): with a generator that is given the hole, every known pixel kept
 as it came and only the hole filled; `damage` uint8 (n, 28, 28), 255 where the restoration differs
 from the input by more than a tenth of the range or the mask said so (the damage found and filled);
@@ -17,6 +19,7 @@ from __future__ import annotations
 import mlflow.pyfunc
 import numpy as np
 
+from pipeline.chain_input import BadRequest, checked_batch
 from pipeline.datasets import to_unit_range
 from pipeline.masks import apply_masks
 from pipeline.models import generator_input, is_blind
@@ -68,7 +71,7 @@ class RestoreAndRead(mlflow.pyfunc.PythonModel):
     """The chain as a pyfunc: artifacts `generator` and `classifier` (.keras files), model_config `train_fill`."""
 
     # MLflow (3.17) warns on every import unless `predict` has type hints it can turn into a schema, and
-    # a dict of named tensors has none; the logged signature describes the input instead. This is the
+    # a dict of named tensors has none; pipeline/chain_input.py checks the input instead. This is the
     # switch MLflow's own subclasses use to skip that check (mlflow/pyfunc/model.py).
     _skip_type_hint_validation = True
 
@@ -80,7 +83,8 @@ class RestoreAndRead(mlflow.pyfunc.PythonModel):
         self.train_fill = float(context.model_config["train_fill"])
 
     def predict(self, context, model_input, params=None):
+        images, masks = checked_batch(model_input, takes_mask=not is_blind(self.generator))
         fill_value = int((params or {}).get("fill_value", NO_FILL_VALUE))
-        return restore_and_read(
-            self.generator, self.classifier, self.train_fill, model_input["image"], model_input.get("mask"), fill_value
-        )
+        if fill_value != NO_FILL_VALUE and not 0 <= fill_value <= 255:
+            raise BadRequest(f"fill_value: must be in 0..255 (or {NO_FILL_VALUE} for none), got {fill_value}")
+        return restore_and_read(self.generator, self.classifier, self.train_fill, images, masks, fill_value)

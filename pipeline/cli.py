@@ -1,17 +1,22 @@
-"""Shared entry point of the stage scripts: validate params first, report user errors in one line."""
+"""Shared entry point of the stage scripts: validate params and the tracking server first, report user errors in one line."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
 from pipeline.config import load_params
 from pipeline.errors import PipelineError
+from pipeline.server_access import check_server
 
 
 def run_stage(main: Callable, params_path: str = "params.yaml") -> int:
     try:
         params = load_params(params_path)
+        # Every stage, also those that log nothing: `dvc repro` with a wrong password stops at its first stage,
+        # before it has written anything. (Unset, the store is the repository's SQLite file: nothing to check.)
+        check_server(os.environ.get("MLFLOW_TRACKING_URI", ""))
         main(params)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

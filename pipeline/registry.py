@@ -27,7 +27,7 @@ import mlflow.keras
 import numpy as np
 import tensorflow as tf
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
+from mlflow.models import Model, ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 
 from pipeline import paths
@@ -108,9 +108,22 @@ def find_version(client: MlflowClient, name: str, path: str | Path):
     return max(found, key=lambda v: int(v.version)) if found else None
 
 
+def chain_signature(example: dict, output: dict) -> ModelSignature:
+    """The outputs and the param `fill_value`, and no inputs: with inputs declared, MLflow checks a request
+    first and answers a wrong shape with the whole array sent; the chain checks its own (pipeline/chain_input.py).
+    The input example, logged beside, shows the fields; chain_takes_mask tells a client whether `mask` is one."""
+    inferred = infer_signature(example, output, params={"fill_value": NO_FILL_VALUE})
+    return ModelSignature(inputs=None, outputs=inferred.outputs, params=inferred.params)
+
+
+def chain_takes_mask(chain) -> bool:
+    """Whether a loaded chain (mlflow.pyfunc.load_model) reads `mask`: its generator is given the hole."""
+    return not is_blind(chain.unwrap_python_model().generator)
+
+
 def log_chain(generator_path, classifier_path, train_fill: float, dataset: str, images, masks):
     """Log and register the restore-and-read pyfunc built from the two .keras files; return its ModelVersion.
-    The chain of a blind generator takes `image` alone: its signature names no mask (MLflow ignores one sent)."""
+    The chain of a blind generator takes `image` alone (a mask sent is ignored)."""
     generator, classifier = (keras.models.load_model(p) for p in (generator_path, classifier_path))
     example = {"image": images} if is_blind(generator) else {"image": images, "mask": masks}
     output = restore_and_read(generator, classifier, train_fill, images, example.get("mask"))
@@ -121,7 +134,7 @@ def log_chain(generator_path, classifier_path, train_fill: float, dataset: str, 
         artifacts={"generator": str(generator_path), "classifier": str(classifier_path)},
         model_config={"train_fill": train_fill},
         code_paths=[str(Path(__file__).parent)],
-        signature=infer_signature(example, output, params={"fill_value": NO_FILL_VALUE}),
+        signature=chain_signature(example, output),
         input_example=example,
         pip_requirements=pip_requirements(),
         registered_model_name=name,

@@ -22,7 +22,7 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-from pipeline import figures, tracking
+from pipeline import figures, server_access, tracking
 from pipeline.atomic import atomic_path
 from pipeline.cli import run_stage
 from pipeline.config import Params
@@ -65,7 +65,7 @@ def store_uri() -> str:
             f"no MLflow store at {uri.removeprefix('sqlite:///')}: run the pipeline first, "
             "or set MLFLOW_TRACKING_URI to the store to read"
         )
-    tracking.check_server(uri)
+    server_access.check_server(uri)
     return uri
 
 

@@ -114,7 +114,9 @@ def load_reader(args):
             model = mlflow.pyfunc.load_model(args.model)
         except mlflow.exceptions.MlflowException as exc:
             raise PipelineError(f"--model {args.model}: {exc.message} (store: {tracking.tracking_uri()})") from None
-        if "mask" in model.metadata.get_input_schema().input_names():
+        from pipeline.registry import chain_takes_mask
+
+        if chain_takes_mask(model):
             return lambda images, masks: model.predict({"image": images, "mask": masks})
         if args.box or args.mask or args.fill_value is not None:
             raise PipelineError(

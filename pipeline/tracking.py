@@ -21,7 +21,6 @@ import os
 import socket
 import subprocess
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import paths
 from pipeline.config import Params, flatten
-from pipeline.errors import PipelineError
+from pipeline.server_access import check_server, explain_refusal
 
 KEY_TAG = "digit_restore.pipeline_key"
 HOST_TAG = "digit_restore.host"
@@ -41,7 +40,6 @@ PID_TAG = "digit_restore.pid"
 STARTED_TAG = "digit_restore.process_started"
 DATA_TAG_PREFIX = "data_md5."
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
-SERVER_TIMEOUT_S = 5
 
 
 def tracking_uri() -> str:
@@ -132,21 +130,6 @@ def end_abandoned_runs(client: MlflowClient, experiment_id: str) -> None:
             )
 
 
-def check_server(uri: str) -> None:
-    """Fail in seconds, before any training, when a remote tracking server does not answer
-    (MLflow's own client retries for minutes)."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S):
-            pass
-    except OSError as exc:
-        raise PipelineError(
-            f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers ({exc}); start it, or unset "
-            "MLFLOW_TRACKING_URI to use the SQLite store in the repository"
-        ) from None
-
-
 @contextmanager
 def _sqlite_creation_lock(uri: str):
     """Hold an exclusive lock beside a SQLite store while MLflow opens it. Two stages that open a fresh store at
@@ -209,19 +192,21 @@ def stage_run(params: Params, stage: str, section: str):
     stages. The child is nested by id, so the parent stays FINISHED and no stage process holds it RUNNING; the
     child ends FAILED if the stage raises.
     """
-    client, experiment_id = open_experiment(params.tracking.experiment)
-    end_abandoned_runs(client, experiment_id)
-    tags = {**provenance(), "dataset": params.data.dataset}
-    parent_id = _parent_run_id(client, experiment_id, params, tags)
-    data = data_hashes(stage)
-    client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in data.items()])
-    own_params = {k: v for k, v in flatten(params).items() if k.startswith(f"{section}.")}
-    with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=stage,
-        parent_run_id=parent_id,
-        tags={**tags, **data, **process_tags(), "dvc_stage": stage},
-    ) as child:
+    with explain_refusal(tracking_uri(), params.tracking.experiment):  # a read-only user stops here, before the work
+        client, experiment_id = open_experiment(params.tracking.experiment)
+        end_abandoned_runs(client, experiment_id)
+        tags = {**provenance(), "dataset": params.data.dataset}
+        parent_id = _parent_run_id(client, experiment_id, params, tags)
+        data = data_hashes(stage)
+        client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in data.items()])
+        own_params = {k: v for k, v in flatten(params).items() if k.startswith(f"{section}.")}
+        child = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=stage,
+            parent_run_id=parent_id,
+            tags={**tags, **data, **process_tags(), "dvc_stage": stage},
+        )
+    with child:
         mlflow.log_params(own_params)
         yield client, child.info.run_id, parent_id
 

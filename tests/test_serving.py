@@ -1,4 +1,4 @@
-"""REST serving with MLflow itself: `mlflow models serve` on the champion chain, a real HTTP round trip."""
+"""REST serving with MLflow itself: `mlflow models serve` on the champion chain, real HTTP round trips, good and bad."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import mlflow
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import mirror_dir, offline_env
+from pipeline.chain_input import MAX_IMAGES
 from pipeline.datasets import load_split
 from tracking_server import free_port
 
@@ -74,3 +76,47 @@ def test_invocations_answer_with_the_restoration_and_the_digits(server, tiny_rep
     local = mlflow.pyfunc.load_model(MODEL).predict({"image": images})
     assert answer["digit"] == local["digit"].tolist()
     assert np.array_equal(restored, local["restored"])
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def inputs(**fields) -> bytes:
+    return json.dumps({"inputs": {name: np.asarray(value).tolist() for name, value in fields.items()}}).encode()
+
+
+BLANK = np.zeros((2, 28, 28), np.uint8)
+BAD_REQUESTS = {  # the default chain is blind: its one field is `image`, so a missing `mask` is no error
+    "malformed JSON": (b'{"inputs": {"image": [[0, 1', "Ensure that input is a valid JSON formatted string"),
+    "no image": (inputs(mask=BLANK), "missing field(s) image: this chain restores blind and takes image"),
+    "wrong side": (inputs(image=BLANK[:, :27]), "image: expected shape (n, 28, 28), got (2, 27, 28)"),
+    "one image, not a batch": (inputs(image=BLANK[0]), "got (28, 28) (one image is a batch of one: wrap it in a list)"),
+    "ragged rows": (json.dumps({"inputs": {"image": [[[0] * 28] * 27 + [[0] * 5]]}}).encode(), "inhomogeneous shape"),
+    "above 255": (inputs(image=BLANK.astype(int) + np.eye(28, dtype=int) * 300), "image: pixel values must be 0..255, got values from 0 to 300"),
+    "below 0": (inputs(image=BLANK.astype(int) - 1), "image: pixel values must be 0..255, got values from -1 to -1"),
+    "fractions": (inputs(image=BLANK + 0.5), "image: pixel values must be whole numbers 0..255, got fractions"),
+    "empty batch": (inputs(image=[]), "image: the batch is empty; send at least one 28x28 image"),
+    "oversized": (inputs(image=np.zeros((MAX_IMAGES + 1, 28, 28), np.uint8)),
+                  f"image: {MAX_IMAGES + 1} images in one request; at most {MAX_IMAGES}, send the rest in another"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_a_bad_request_is_answered_400_with_what_is_wrong(server, case):
+    body, problem = BAD_REQUESTS[case]
+    status, answer = post(server, body)
+    assert status == 400 and problem in answer["message"], answer
+    assert len(answer["message"]) < 300  # the problem alone, not the request's arrays echoed back
+
+
+def test_the_server_still_answers_after_the_bad_requests(server, tiny_repo, monkeypatch):
+    images = load_split(mirror_dir() / "mnist", "test", 10)[0]
+    status, answer = post(server, inputs(image=images))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_repo / 'mlflow.db'}")
+    assert status == 200 and answer["predictions"]["digit"] == mlflow.pyfunc.load_model(MODEL).predict({"image": images})["digit"].tolist()

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
-from pipeline import tracking
+from pipeline import server_access, tracking
 from pipeline.config import load_params
 from pipeline.errors import PipelineError
 from tracking_server import free_port
@@ -22,7 +22,7 @@ def test_a_tracking_server_that_is_down_fails_in_seconds(monkeypatch):
     with pytest.raises(PipelineError, match=f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers"):
         with tracking.stage_run(load_params(ROOT / "params.yaml"), "train_gan", "gan"):
             pytest.fail("the stage body must not run")
-    assert time.monotonic() - started < tracking.SERVER_TIMEOUT_S + 5
+    assert time.monotonic() - started < server_access.SERVER_TIMEOUT_S + 5
 
 
 def test_default_store_is_anchored_on_dvc_root(monkeypatch, tmp_path):
