@@ -45,6 +45,15 @@ COLUMNS = ["dataset", "restorer", "seed", "family", "masked", "OpenCV NS (oracle
            "L1 damage (NS)", "L1 damage", "changed outside", "train s"]
 
 
+def params_with_overrides(overrides: list[str]):
+    """params.yaml with `KEY=VALUE` overrides (nested keys too), validated as `dvc exp run -S` values are."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for override in overrides:
+        key, _, value = override.partition("=")
+        set_override(raw, key, yaml.safe_load(value))
+    return parse_params(raw)
+
+
 def training_split(params, raw: Path, classic_only: bool) -> MaskedSplit:
     """The training images with the mask stage's draw of params `mask` (or of the chapter's box alone)."""
     images, labels = load_split(raw, "train")
@@ -106,11 +115,7 @@ def main() -> None:
                         help="score these saved generators (.keras) instead of training the recipes")
     args = parser.parse_args()
 
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for override in args.set:
-        key, _, value = override.partition("=")
-        set_override(raw, key, yaml.safe_load(value))
-    base = parse_params(raw)
+    base = params_with_overrides(args.set)
     rows = []
     for dataset in args.datasets:
         raw_dir = CACHE / dataset

@@ -29,16 +29,15 @@ import keras
 import matplotlib
 import mlflow
 import numpy as np
-import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from restoration import CACHE, ROOT, trained_readers, training_split  # noqa: E402
+from restoration import CACHE, ROOT, params_with_overrides, trained_readers, training_split  # noqa: E402
 
 from pipeline import classical, damage_table  # noqa: E402
 from pipeline import metrics as m  # noqa: E402
-from pipeline.config import CHAPTER_RECIPE, parse_params, set_override  # noqa: E402
+from pipeline.config import CHAPTER_RECIPE  # noqa: E402
 from pipeline.datasets import load_split, to_unit_range  # noqa: E402
 from pipeline.download import fetch_dataset  # noqa: E402
 from pipeline.inference import read  # noqa: E402
@@ -159,11 +158,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     args = parser.parse_args()
 
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for override in args.set:
-        key, _, value = override.partition("=")
-        set_override(raw, key, yaml.safe_load(value))
-    params = parse_params(raw)
+    params = params_with_overrides(args.set)
     raw_dir = CACHE / params.data.dataset
     if not raw_dir.is_dir():
         fetch_dataset(params.data.dataset, raw_dir)
