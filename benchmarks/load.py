@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from pipeline import tracking
-from pipeline.datasets import load_split
+from pipeline.common import tracking
+from pipeline.images.datasets import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 

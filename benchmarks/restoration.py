@@ -5,10 +5,10 @@
         [--set mask.families.strokes.weight=0 gan.mask_weight=0 ...] [--score GENERATOR.keras ...]
 
 Uses params.yaml for everything else ("blind" is its gan section as it stands; "given_hole" is told
-where the hole is; "chapter" is the chapter's own training, its loop included (pipeline/chapter_loop.py), on the
+where the hole is; "chapter" is the chapter's own training, its loop included (pipeline/training/chapter_loop.py), on the
 chapter's box alone). Trains the
 two readers once per dataset and each recipe once per seed, with the damage of params `mask` (drawn
-anew every epoch where gan.fresh_damage), then scores every family of pipeline/damage_table.py, as
+anew every epoch where gan.fresh_damage), then scores every family of pipeline/scoring/damage_table.py, as
 evaluate does: accuracy by the judge and by the second reader, recovered fraction, L1 in and outside
 the damage, the share of undamaged pixels changed. Prints one markdown table and the worst seed per
 family; full size by default: this is a benchmark, not a test. `--score` scores saved generators (e.g. another
@@ -26,12 +26,18 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import damage_table
-from pipeline.config import CHAPTER_RECIPE, DATASETS, GIVEN_HOLE_RECIPE, parse_params, set_override
-from pipeline.datasets import load_split, to_unit_range
+from pipeline.common.config import (
+    CHAPTER_RECIPE,
+    DATASETS,
+    GIVEN_HOLE_RECIPE,
+    parse_params,
+    set_override,
+)
 from pipeline.download import fetch_dataset
+from pipeline.images.datasets import load_split, to_unit_range
+from pipeline.images.masks import apply_masks, draw_damage, skeletons, split_rng
 from pipeline.mask import MaskedSplit
-from pipeline.masks import apply_masks, draw_damage, skeletons, split_rng
+from pipeline.scoring import damage_table
 from pipeline.train_classifier import build_classifier, build_second_reader
 from pipeline.train_classifier import train as train_classifier
 from pipeline.train_gan import LossProgress, steps_per_epoch

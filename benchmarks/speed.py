@@ -29,12 +29,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline import chapter_loop as chapter_loop_module
-from pipeline.config import CHAPTER_RECIPE, load_params
+from pipeline.common.config import CHAPTER_RECIPE, load_params
 from pipeline.mask import MaskedSplit
-from pipeline.inference import forward
-from pipeline.models import build_discriminator
+from pipeline.scoring.inference import forward
 from pipeline.train_gan import build_gan
+from pipeline.training import chapter_loop as chapter_loop_module
+from pipeline.training.models import build_discriminator
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 128
@@ -111,7 +111,7 @@ def median_seconds(step, iterations: int, warmup: int) -> float:
 
 
 def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.Model]:
-    """The chapter's three Python-level calls per iteration (pipeline/chapter_loop.py), on the batches' images."""
+    """The chapter's three Python-level calls per iteration (pipeline/training/chapter_loop.py), on the batches' images."""
     gan = chapter_loop_module.build(gan_params)
     masked = np.concatenate([inputs[..., :1] for inputs, _, _ in batches])
     clean = np.concatenate([clean for _, clean, _ in batches])
@@ -139,7 +139,7 @@ def project_step(gan_params, batches, iterations, warmup, jit_compile=False) -> 
 
 
 def restore_seconds(generator: keras.Model, images: np.ndarray, chapter_style: bool) -> float:
-    """Chapter: predict() with its default batch of 32. Project: pipeline.inference.forward, as evaluate runs it
+    """Chapter: predict() with its default batch of 32. Project: pipeline.scoring.inference.forward, as evaluate runs it
     (one compiled call per chunk; timed from the first call, tracing included)."""
     started = time.perf_counter()
     if chapter_style:

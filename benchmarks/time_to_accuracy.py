@@ -32,17 +32,23 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from restoration import (  # noqa: E402
+    CACHE,
+    ROOT,
+    params_with_overrides,
+    trained_readers,
+    training_split,
+)
 
-from restoration import CACHE, ROOT, params_with_overrides, trained_readers, training_split  # noqa: E402
-
-from pipeline import classical, damage_table  # noqa: E402
-from pipeline import metrics as m  # noqa: E402
-from pipeline.config import CHAPTER_RECIPE  # noqa: E402
-from pipeline.datasets import load_split, to_unit_range  # noqa: E402
+from pipeline import damage_table  # noqa: E402
+from pipeline.common.config import CHAPTER_RECIPE  # noqa: E402
+from pipeline.common.tracking import tracking_uri  # noqa: E402
 from pipeline.download import fetch_dataset  # noqa: E402
-from pipeline.inference import read  # noqa: E402
-from pipeline.masks import apply_masks, skeletons  # noqa: E402
-from pipeline.tracking import tracking_uri  # noqa: E402
+from pipeline.images.datasets import load_split, to_unit_range  # noqa: E402
+from pipeline.images.masks import apply_masks, skeletons  # noqa: E402
+from pipeline.scoring import classical
+from pipeline.scoring import metrics as m  # noqa: E402
+from pipeline.scoring.inference import read  # noqa: E402
 from pipeline.train_gan import steps_per_epoch  # noqa: E402
 from pipeline.train_gan import train as train_gan  # noqa: E402
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.config import StrokeDamage
-from pipeline.datasets import load_split
-from pipeline.masks import skeletons, stroke_masks
+from pipeline.common.config import StrokeDamage
+from pipeline.images.datasets import load_split
+from pipeline.images.masks import skeletons, stroke_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs/images/phone_number.png"

@@ -17,12 +17,12 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from pipeline import paths
-from pipeline.atomic import atomic_path
-from pipeline.cli import run_stage
-from pipeline.config import Params
-from pipeline.datasets import FILES, PUBLIC_MIRRORS, SHA256
-from pipeline.errors import PipelineError
+from pipeline.common import paths
+from pipeline.common.atomic import atomic_path
+from pipeline.common.cli import run_stage
+from pipeline.common.config import Params
+from pipeline.common.errors import PipelineError
+from pipeline.images.datasets import FILES, PUBLIC_MIRRORS, SHA256
 
 MIRROR_ENV = "DIGIT_RESTORE_MIRROR"
 PUBLIC_MIRRORS_ENV = "DIGIT_RESTORE_PUBLIC_MIRRORS"

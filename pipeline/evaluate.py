@@ -3,7 +3,7 @@
 "restored" is the trained generator's output: a blind generator gets the damaged image only. OpenCV's
 classical inpainting (Telea, Navier-Stokes), given the true hole, is scored beside it on the same
 damage as the bar to clear. Headline numbers are on the mask stage's test draw; the table of damage
-family x restorer (pipeline/damage_table.py) scores every family on draws of its own.
+family x restorer (pipeline/scoring/damage_table.py) scores every family on draws of its own.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ import keras
 import mlflow
 import numpy as np
 
-from pipeline import classical, damage_table, figures, paths, registry, tracking
-from pipeline import metrics as m
-from pipeline.atomic import atomic_path, save_json
-from pipeline.cli import run_stage
-from pipeline.config import Params
-from pipeline.inference import read
+from pipeline.common import paths, tracking
+from pipeline.common.atomic import atomic_path, save_json
+from pipeline.common.cli import run_stage
+from pipeline.common.config import Params
+from pipeline.images import figures
+from pipeline.images.masks import apply_masks
 from pipeline.mask import load_masked_split
-from pipeline.masks import apply_masks
-from pipeline.models import DIGIT_READING, generator_input, has_layer, is_blind
+from pipeline.scoring import classical, damage_table
+from pipeline.scoring import metrics as m
+from pipeline.scoring.inference import read
+from pipeline.serving import registry
+from pipeline.training.models import DIGIT_READING, generator_input, has_layer, is_blind
 
 VARIANTS = ("clean", "masked", "restored")
 GRID_FAMILY_IMAGES = 8  # test images per family in results/damage_grid.png

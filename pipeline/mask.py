@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import paths
-from pipeline.atomic import load_npz, save_npz
-from pipeline.cli import run_stage
-from pipeline.config import Params
-from pipeline.datasets import load_split, to_unit_range
-from pipeline.errors import PipelineError
-from pipeline.masks import apply_masks, draw_damage, skeletons, split_rng
+from pipeline.common import paths
+from pipeline.common.atomic import load_npz, save_npz
+from pipeline.common.cli import run_stage
+from pipeline.common.config import Params
+from pipeline.common.errors import PipelineError
+from pipeline.images.datasets import load_split, to_unit_range
+from pipeline.images.masks import apply_masks, draw_damage, skeletons, split_rng
 
 SPLITS = ("train", "test")
 

@@ -10,11 +10,12 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from pipeline import paths, registry, tracking
-from pipeline.atomic import save_json, save_keras
-from pipeline.cli import run_stage
-from pipeline.config import IMAGE_SIDE, NUM_CLASSES, ClassifierParams, Params
-from pipeline.datasets import load_split, to_unit_range
+from pipeline.common import paths, tracking
+from pipeline.common.atomic import save_json, save_keras
+from pipeline.common.cli import run_stage
+from pipeline.common.config import IMAGE_SIDE, NUM_CLASSES, ClassifierParams, Params
+from pipeline.images.datasets import load_split, to_unit_range
+from pipeline.serving import registry
 
 
 def build_classifier() -> keras.Model:

@@ -3,7 +3,7 @@
 Per iteration, D and G losses go to a tqdm bar, to data/gan/losses.csv (a DVC
 plot) and, batched once per epoch, to the MLflow run with step = global
 iteration. Each epoch also writes a sample grid (original / masked / restored)
-and the state of training (pipeline/checkpoint.py), from which a rerun after an
+and the state of training (pipeline/training/checkpoint.py), from which a rerun after an
 interruption resumes.
 """
 
@@ -22,18 +22,21 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-import pipeline.gan
-import pipeline.masks
-import pipeline.models
-from pipeline import chapter_loop, checkpoint, figures, paths, registry, tracking
-from pipeline.atomic import atomic_path, save_keras
-from pipeline.cli import run_stage
-from pipeline.config import IMAGE_SIDE, GanParams, Params
-from pipeline.errors import PipelineError
-from pipeline.gan import LOSS_NAMES, RestorationGAN
+import pipeline.images.masks
+import pipeline.training.gan
+import pipeline.training.models
+from pipeline.common import paths, tracking
+from pipeline.common.atomic import atomic_path, save_keras
+from pipeline.common.cli import run_stage
+from pipeline.common.config import IMAGE_SIDE, GanParams, Params
+from pipeline.common.errors import PipelineError
+from pipeline.images import figures
+from pipeline.images.masks import TRAINING_STREAM, apply_masks, draw_damage
 from pipeline.mask import MaskedSplit, load_masked_split
-from pipeline.masks import TRAINING_STREAM, apply_masks, draw_damage
-from pipeline.models import (
+from pipeline.serving import registry
+from pipeline.training import chapter_loop, checkpoint
+from pipeline.training.gan import LOSS_NAMES, RestorationGAN
+from pipeline.training.models import (
     GENERATOR_INPUT_SHAPE,
     IMAGE_SHAPE,
     build_discriminator,
@@ -198,17 +201,11 @@ def train(
     rather than the last ones: the last weights carry the noise of the last few adversarial updates, and
     the average restored MNIST better (README, Recipes). BatchNorm keeps its own moving statistics.
 
-    gan.loop chapter trains with the chapter's own loop instead (pipeline/chapter_loop.py)."""
+    gan.loop chapter trains with the chapter's own loop instead (pipeline/training/chapter_loop.py)."""
     g = params.gan
     if g.loop == "chapter":
         return chapter_loop.train(params, data, steps_per_epoch(params, len(data.clean)), callbacks, resume)
-    keras.utils.set_random_seed(g.seed)
-    tf.config.experimental.enable_op_determinism()
-    gan = build_gan(g)
-    first_epoch = 0
-    if resume:
-        checkpoint.restore(gan, resume)
-        first_epoch = resume.epoch
+    gan, first_epoch = checkpoint.seeded_start(g.seed, lambda: build_gan(g), resume)
     steps = steps_per_epoch(params, len(data.clean))
     started = time.perf_counter()
     if first_epoch < g.epochs:
@@ -228,7 +225,7 @@ def train(
 def training_fingerprint(params: Params, data: MaskedSplit) -> str:
     """What a checkpoint must have been made with to be resumed: params.gan and params.mask (the damage it
     draws), the training images, the code that trains on them and the Keras / TensorFlow versions."""
-    sources = (__file__, pipeline.gan.__file__, pipeline.models.__file__, pipeline.masks.__file__, checkpoint.__file__,
+    sources = (__file__, pipeline.training.gan.__file__, pipeline.training.models.__file__, pipeline.images.masks.__file__, checkpoint.__file__,
                chapter_loop.__file__)
     code = [Path(source).read_bytes() for source in sources]
     return checkpoint.fingerprint(

@@ -8,14 +8,13 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-
 from tracking_server import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]

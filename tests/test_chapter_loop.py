@@ -10,12 +10,17 @@ import keras
 import numpy as np
 import pytest
 import yaml
-
 from conftest import ROOT, random_masked_batch
-from pipeline import chapter_loop
-from pipeline.config import CHAPTER_RECIPE, ParamsError, load_params, parse_params
+
+from pipeline.common.config import (
+    CHAPTER_RECIPE,
+    ParamsError,
+    load_params,
+    parse_params,
+)
 from pipeline.mask import MaskedSplit
-from pipeline.models import Keras2BatchNormalization, generator_input
+from pipeline.training import chapter_loop
+from pipeline.training.models import Keras2BatchNormalization, generator_input
 
 
 def chapter_params(**gan):

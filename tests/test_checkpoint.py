@@ -1,4 +1,4 @@
-"""Resumable GAN training (pipeline/checkpoint.py): a checkpoint made with other params or data is not resumed, and
+"""Resumable GAN training (pipeline/training/checkpoint.py): a checkpoint made with other params or data is not resumed, and
 each epoch's data order is known on its own. tests/test_reliability.py kills and resumes a real run."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, random_masked_batch
-from pipeline import checkpoint
-from pipeline.config import load_params
+
+from pipeline.common.config import load_params
 from pipeline.mask import MaskedSplit
 from pipeline.train_gan import epoch_order, training_fingerprint
+from pipeline.training import checkpoint
 
 
 def split(masked, holes, clean) -> MaskedSplit:

@@ -1,6 +1,6 @@
 import numpy as np
 
-from pipeline.classical import METHODS, inpaint
+from pipeline.scoring.classical import METHODS, inpaint
 
 
 def test_classical_inpainting_fills_only_the_hole_from_its_surroundings():

@@ -10,10 +10,9 @@ import shutil
 import sys
 
 import pytest
+from conftest import ROOT, offline_env, run, sweep_experiments
 from mlflow.tracking import MlflowClient
 from PIL import Image
-
-from conftest import ROOT, offline_env, run, sweep_experiments
 
 PARENTS = "tags.`digit_restore.pipeline_key` != ''"
 
@@ -26,7 +25,7 @@ def parent_runs(repo, filter_string: str = "") -> list:
 
 
 def report(repo, out, *args: str):
-    return run([sys.executable, "-m", "pipeline.report", "--out", str(out), *args], repo, check=False)
+    return run([sys.executable, "-m", "pipeline.review.report", "--out", str(out), *args], repo, check=False)
 
 
 def table_rows(markdown: str) -> list[list[str]]:
@@ -114,7 +113,7 @@ def test_report_rejects_a_filter_that_selects_nothing(swept_repo, grid_report, f
 def test_report_without_a_store_says_so_and_creates_none(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path)
     env = offline_env(PYTHONPATH=str(ROOT))  # this checkout's pipeline, run from a folder with no store
-    result = run([sys.executable, "-m", "pipeline.report"], tmp_path, env=env, check=False)
+    result = run([sys.executable, "-m", "pipeline.review.report"], tmp_path, env=env, check=False)
     assert result.returncode == 2
     assert f"error: no MLflow store at {tmp_path.resolve() / 'mlflow.db'}" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

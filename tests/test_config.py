@@ -6,9 +6,18 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT, offline_env
-from pipeline.config import CHAPTER_RECIPE, ParamsError, SquareDamage, StrokeDamage, flatten, load_params, parse_params, set_override
+
+from pipeline.common.config import (
+    CHAPTER_RECIPE,
+    ParamsError,
+    SquareDamage,
+    StrokeDamage,
+    flatten,
+    load_params,
+    parse_params,
+    set_override,
+)
 
 
 def default() -> dict:

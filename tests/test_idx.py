@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from pipeline.datasets import load_split
-from pipeline.idx import IdxError, parse_idx, read_idx_gz
+from pipeline.images.datasets import load_split
+from pipeline.images.idx import IdxError, parse_idx, read_idx_gz
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

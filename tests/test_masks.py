@@ -1,16 +1,23 @@
-"""The damage families (pipeline/masks.py): geometry, strokes on ink, seeding, mixtures, fresh damage per iteration."""
+"""The damage families (pipeline/images/masks.py): geometry, strokes on ink, seeding, mixtures, fresh damage per iteration."""
 
 import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, mirror_dir
-from pipeline.config import SquareDamage, StrokeDamage, load_params
-from pipeline.damage_table import FAMILIES
-from pipeline.datasets import load_split
+
+from pipeline.common.config import SquareDamage, StrokeDamage, load_params
+from pipeline.images.datasets import load_split
+from pipeline.images.masks import (
+    apply_masks,
+    draw_damage,
+    skeletons,
+    split_rng,
+    square_masks,
+    stroke_masks,
+)
 from pipeline.mask import MaskedSplit
-from pipeline.masks import apply_masks, draw_damage, skeletons, split_rng, square_masks, stroke_masks
+from pipeline.scoring.damage_table import FAMILIES
 from pipeline.train_gan import batch_damage
 
 PARAMS = load_params(ROOT / "params.yaml")

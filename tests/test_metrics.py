@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline import metrics
+from pipeline.scoring import metrics
 
 
 def test_accuracy_and_per_class():

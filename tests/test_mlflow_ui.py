@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from selenium import webdriver
@@ -25,10 +26,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
-
-from conftest import ROOT
-from pipeline.tracking import KEY_TAG
 from tracking_server import mlflow_server
+
+from pipeline.common.tracking import KEY_TAG
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 MISSING = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if path is None]

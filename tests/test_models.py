@@ -1,11 +1,12 @@
 import keras
 import numpy as np
 import pytest
-
 from conftest import ROOT, random_masked_batch
-from pipeline.config import GIVEN_HOLE_RECIPE, load_params
-from pipeline.gan import RestorationGAN
-from pipeline.models import (
+
+from pipeline.common.config import GIVEN_HOLE_RECIPE, load_params
+from pipeline.train_classifier import build_classifier
+from pipeline.training.gan import RestorationGAN
+from pipeline.training.models import (
     DAMAGE,
     DIGIT_READING,
     build_discriminator,
@@ -14,7 +15,6 @@ from pipeline.models import (
     has_layer,
     is_blind,
 )
-from pipeline.train_classifier import build_classifier
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +218,7 @@ def test_mixed_bfloat16_computes_in_bfloat16_keeps_known_pixels_exactly_and_leav
 
 
 def test_a_non_finite_loss_stops_training_and_names_the_iteration():
-    from pipeline.errors import PipelineError
+    from pipeline.common.errors import PipelineError
     from pipeline.train_gan import LossProgress
 
     progress = LossProgress(epochs=2, steps=10)
@@ -305,10 +305,11 @@ def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels
     import dataclasses
 
     from conftest import mirror_dir
-    from pipeline.damage_table import CHANGED, restore
-    from pipeline.datasets import load_split, to_unit_range
+
+    from pipeline.images.datasets import load_split, to_unit_range
+    from pipeline.images.masks import apply_masks, draw_damage, skeletons
     from pipeline.mask import MaskedSplit
-    from pipeline.masks import apply_masks, draw_damage, skeletons
+    from pipeline.scoring.damage_table import CHANGED, restore
 
     params = load_params(ROOT / "params.yaml")
     images, labels = load_split(mirror_dir() / "mnist", "train", 1024)

@@ -11,10 +11,10 @@ import re
 import sys
 
 import yaml
+from conftest import run, write_params
 from mlflow.tracking import MlflowClient
 
-from conftest import run, write_params
-from pipeline.damage_table import FAMILIES
+from pipeline.scoring.damage_table import FAMILIES
 
 STAGES = ["download", "mask", "train_classifier", "train_gan", "evaluate"]
 

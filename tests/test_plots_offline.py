@@ -15,9 +15,8 @@ import subprocess
 import sys
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import ROOT, run, sweep_experiments
+from mlflow.tracking import MlflowClient
 
 LOSSES = "GAN losses per iteration"
 VEGA_PLOTS = 4  # losses, per-class accuracy, confusion of the restored digits, accuracy by damage family (dvc.yaml)

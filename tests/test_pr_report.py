@@ -1,4 +1,4 @@
-"""The pull-request report (pipeline.pr_report) on a real two-commit history of the tiny configuration.
+"""The pull-request report (pipeline.review.pr_report) on a real two-commit history of the tiny configuration.
 
 `pr_repo` clones the session's `swept_repo` (its committed tiny baseline run is the base), shares its DVC cache
 and a copy of its MLflow store, doubles gan.lr_g, runs `dvc repro` and commits: that commit is the head.
@@ -14,11 +14,11 @@ import sys
 
 import pytest
 import yaml
+from conftest import ROOT, TINY_OVERRIDES, run, write_params
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from conftest import ROOT, TINY_OVERRIDES, run, write_params
-from pipeline import pr_report, seed_spread, small_run
+from pipeline.review import pr_report, seed_spread, small_run
 
 BASE_LR = 0.0004
 
@@ -41,7 +41,7 @@ def pr_repo(swept_repo, tmp_path_factory):
 
 
 def pr_report_run(repo, out, base: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "pipeline.pr_report", "--base", base, "--out", str(out)], repo, check=False)
+    return run([sys.executable, "-m", "pipeline.review.pr_report", "--base", base, "--out", str(out)], repo, check=False)
 
 
 def rows_after(markdown: str, heading: str) -> list[list[str]]:
@@ -177,5 +177,5 @@ def test_seed_spreads_are_readme_benchmark_table():
 def test_small_run_is_the_tests_tiny_configuration():
     tiny = {f"{section}.{key}": value for section, values in TINY_OVERRIDES.items() for key, value in values.items()}
     assert small_run.SMALL_RUN == tiny
-    result = run([sys.executable, "-m", "pipeline.small_run"], ROOT)
+    result = run([sys.executable, "-m", "pipeline.review.small_run"], ROOT)
     assert result.stdout.split() == small_run.set_args() and result.stdout.split()[:2] == ["-S", "data.max_train=512"]

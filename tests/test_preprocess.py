@@ -1,13 +1,13 @@
 """MNIST's preprocessing of user images: polarity, contrast, fit in 20x20, centre by mass, holes carried."""
 
+import cv2
 import numpy as np
 import pytest
-
-import cv2
 from conftest import mirror_dir
-from pipeline import preprocess
-from pipeline.datasets import load_split
-from pipeline.errors import PipelineError
+
+from pipeline.common.errors import PipelineError
+from pipeline.images.datasets import load_split
+from pipeline.serving import preprocess
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,17 @@ import numpy as np
 import psutil
 import pytest
 import yaml
+from conftest import (
+    TINY_OVERRIDES,
+    copy_repo,
+    offline_env,
+    run,
+    start_queue,
+    write_params,
+)
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY_OVERRIDES, copy_repo, offline_env, run, start_queue, write_params
-from pipeline import paths
+from pipeline.common import paths
 from pipeline.train_gan import LOSS_NAMES
 
 EPOCHS, STEPS = 3, 4  # three epochs, so a kill after the first checkpoint always lands mid-training

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import mirror_dir, offline_env
-from pipeline.datasets import load_split
+
+from pipeline.images.datasets import load_split
 
 # The console script `pip install -e .` made: beside this Python, or on PATH (a --user install).
 CLI = Path(sys.executable).parent / "digit-restore"
@@ -93,8 +93,8 @@ def test_a_phone_number_is_split_and_read_as_a_whole(tiny_repo, tmp_path, test_d
 
 def test_without_a_box_the_blind_restorer_finds_the_damage_and_shows_it(tiny_repo, tmp_path, test_digits, classifier):
     """Real digits that lost pieces of their strokes, as PNGs, no hole given: restored, read, damage written."""
-    from pipeline.damage_table import FAMILIES
-    from pipeline.masks import skeletons, stroke_masks
+    from pipeline.images.masks import skeletons, stroke_masks
+    from pipeline.scoring.damage_table import FAMILIES
 
     images, _ = test_digits
     lost = stroke_masks(skeletons(images[:3]), FAMILIES["strokes"], np.random.default_rng(5))
@@ -118,7 +118,7 @@ def test_without_a_box_the_blind_restorer_finds_the_damage_and_shows_it(tiny_rep
 
 
 def test_a_generator_told_the_hole_refuses_to_run_without_one(tiny_repo, tmp_path, test_digits):
-    from pipeline.models import build_generator
+    from pipeline.training.models import build_generator
 
     project = tmp_path / "project"
     (project / "data/gan").mkdir(parents=True)

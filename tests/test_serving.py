@@ -14,11 +14,11 @@ import urllib.request
 import mlflow
 import numpy as np
 import pytest
-
 from conftest import mirror_dir, offline_env
-from pipeline.chain_input import MAX_IMAGES
-from pipeline.datasets import load_split
 from tracking_server import free_port
+
+from pipeline.images.datasets import load_split
+from pipeline.serving.chain_input import MAX_IMAGES
 
 MODEL = "models:/digit-restore-mnist@champion"
 START_TIMEOUT_S = 180

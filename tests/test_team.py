@@ -12,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import offline_env, run
 from mlflow.tracking import MlflowClient
 
-from conftest import offline_env, run
-from pipeline.tracking import KEY_TAG
+from pipeline.common.tracking import KEY_TAG
 
 OUTPUTS = [  # one file of each DVC-tracked output a stage produced
     "data/raw/train-images-idx3-ubyte.gz",

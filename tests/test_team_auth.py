@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import TINY_OVERRIDES, copy_repo, offline_env, run, write_params
 from mlflow.exceptions import MlflowException
 from mlflow.server.auth.client import AuthServiceClient
 from mlflow.tracking import MlflowClient
-
-from conftest import TINY_OVERRIDES, copy_repo, offline_env, run, write_params
-from pipeline import server_access
-from pipeline.errors import PipelineError
-from pipeline.registry import CHAMPION, model_name
 from tracking_server import ADMIN, Login, mlflow_server, write_auth_config
+
+from pipeline.common import server_access
+from pipeline.common.errors import PipelineError
+from pipeline.serving.registry import CHAMPION, model_name
 
 EDITOR = Login("editor", "editor-password-of-the-tests")
 REVIEWER = Login("reviewer", "reviewer-password-of-the-tests")

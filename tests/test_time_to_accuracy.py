@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, random_masked_batch
-from pipeline.config import CHAPTER_RECIPE, load_params
+
+from pipeline.common.config import CHAPTER_RECIPE, load_params
 from pipeline.mask import MaskedSplit
-from pipeline.metrics import accuracy
+from pipeline.scoring.metrics import accuracy
 from pipeline.train_classifier import build_classifier
 from pipeline.train_gan import train
 

@@ -6,13 +6,13 @@ import time
 
 import psutil
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import ROOT
-from pipeline import server_access, tracking
-from pipeline.config import load_params
-from pipeline.errors import PipelineError
+from mlflow.tracking import MlflowClient
 from tracking_server import free_port
+
+from pipeline.common import server_access, tracking
+from pipeline.common.config import load_params
+from pipeline.common.errors import PipelineError
 
 
 def test_a_tracking_server_that_is_down_fails_in_seconds(monkeypatch):

@@ -14,11 +14,10 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT, run
 
 WORKFLOWS = ROOT / ".github" / "workflows"
-REPORT = "python -m pipeline.pr_report --base"
+REPORT = "python -m pipeline.review.pr_report --base"
 
 
 def readme_commands() -> tuple[str, str]:
@@ -86,7 +85,7 @@ def test_pull_request_workflow_gets_results_reports_and_comments():
     small = by_name["Results of the PR from a small run (no DVC remote credentials)"]
     assert pull["if"] == "env.HAS_DVC_REMOTE == 'true'" and pull["run"].endswith("dvc pull")
     assert small["if"] == "env.HAS_DVC_REMOTE != 'true'"
-    assert "python -m pipeline.small_run" in small["run"] and 'dvc exp run "${small[@]}"' in small["run"]
+    assert "python -m pipeline.review.small_run" in small["run"] and 'dvc exp run "${small[@]}"' in small["run"]
     assert flow["env"]["HAS_DVC_REMOTE"] == "${{ secrets.AWS_ACCESS_KEY_ID != '' }}"
     report = by_name["Report"]["run"]
     assert report.startswith(f"{REPORT} ${{{{ github.event.pull_request.base.sha }}}} --out reports/pr/")
@@ -103,18 +102,18 @@ def test_sweep_workflow_fans_the_grid_out_and_pushes_each_experiment():
     matrix = flow["jobs"]["experiment"]["strategy"]["matrix"]
     assert matrix["include"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
     commands = "\n".join(runs(flow))
-    assert 'python -m pipeline.sweep_matrix --grid "$GRID"' in commands
+    assert 'python -m pipeline.review.sweep_matrix --grid "$GRID"' in commands
     assert 'dvc exp run -n "$NAME" "${overrides[@]}"' in commands and 'dvc exp push origin "$NAME"' in commands
 
 
 def test_sweep_matrix_expands_the_grid_and_rejects_a_bad_key_before_any_run():
     grid = "-S gan.lr_g=0.0002,0.0004 -S mask.families.strokes.width=2,4"
-    result = run([sys.executable, "-m", "pipeline.sweep_matrix", "--grid", grid, "--prefix", "sweep-7"], ROOT)
+    result = run([sys.executable, "-m", "pipeline.review.sweep_matrix", "--grid", grid, "--prefix", "sweep-7"], ROOT)
     assert yaml.safe_load(result.stdout) == [
         {"name": "sweep-7-1", "set": "-S gan.lr_g=0.0002 -S mask.families.strokes.width=2"},
         {"name": "sweep-7-2", "set": "-S gan.lr_g=0.0002 -S mask.families.strokes.width=4"},
         {"name": "sweep-7-3", "set": "-S gan.lr_g=0.0004 -S mask.families.strokes.width=2"},
         {"name": "sweep-7-4", "set": "-S gan.lr_g=0.0004 -S mask.families.strokes.width=4"},
     ]
-    bad = run([sys.executable, "-m", "pipeline.sweep_matrix", "--grid", "-S gan.lr=0.1"], ROOT, check=False)
+    bad = run([sys.executable, "-m", "pipeline.review.sweep_matrix", "--grid", "-S gan.lr=0.1"], ROOT, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --grid: gan.lr=0.1: gan.lr: unknown key")

@@ -5,7 +5,7 @@ non-zero where pixels are known to be missing. A blind generator finds the damag
 takes `image` alone, and where a mask is given anyway (restore_and_read), the pixels outside it are
 kept. The optional param `fill_value` (0..255) adds a detection rule: pixels of exactly that value are
 missing too, for images whose damage was painted in a known colour.
-A request is checked before the networks run (pipeline/chain_input.py): each problem is answered 400 with
+A request is checked before the networks run (pipeline/serving/chain_input.py): each problem is answered 400 with
 one line naming it.
 Output: `restored` uint8 (n, 28, 28): with a generator that is given the hole, every known pixel kept
 as it came and only the hole filled; `damage` uint8 (n, 28, 28), 255 where the restoration differs
@@ -19,10 +19,10 @@ from __future__ import annotations
 import mlflow.pyfunc
 import numpy as np
 
-from pipeline.chain_input import BadRequest, checked_batch
-from pipeline.datasets import to_unit_range
-from pipeline.masks import apply_masks
-from pipeline.models import generator_input, is_blind
+from pipeline.images.datasets import to_unit_range
+from pipeline.images.masks import apply_masks
+from pipeline.serving.chain_input import BadRequest, checked_batch
+from pipeline.training.models import generator_input, is_blind
 
 NO_FILL_VALUE = -1  # the `fill_value` param's default: no detection rule, the mask alone says what is missing
 CHANGED = 25  # of 0..255: a pixel the restoration moved further than this counts as damage found (`damage`)
@@ -71,7 +71,7 @@ class RestoreAndRead(mlflow.pyfunc.PythonModel):
     """The chain as a pyfunc: artifacts `generator` and `classifier` (.keras files), model_config `train_fill`."""
 
     # MLflow (3.17) warns on every import unless `predict` has type hints it can turn into a schema, and
-    # a dict of named tensors has none; pipeline/chain_input.py checks the input instead. This is the
+    # a dict of named tensors has none; pipeline/serving/chain_input.py checks the input instead. This is the
     # switch MLflow's own subclasses use to skip that check (mlflow/pyfunc/model.py).
     _skip_type_hint_validation = True
 

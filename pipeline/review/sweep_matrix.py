@@ -1,11 +1,11 @@
 """Expand a `dvc exp run -S` grid into one experiment per combination: the job matrix of the sweep workflow.
 
-    python -m pipeline.sweep_matrix --grid "-S gan.lr_g=0.0002,0.0004 -S mask.families.strokes.width=2,4" \
+    python -m pipeline.review.sweep_matrix --grid "-S gan.lr_g=0.0002,0.0004 -S mask.families.strokes.width=2,4" \
         --prefix sweep-42
 
 prints `[{"name": "sweep-42-1", "set": "-S gan.lr_g=0.0002 -S mask.families.strokes.width=2"}, ...]`, the
 combinations in DVC's order (the last key varies fastest). Each combination is applied to params.yaml and
-validated (pipeline.config) first, so a typo stops the workflow here, before any runner trains.
+validated (pipeline.common.config) first, so a typo stops the workflow here, before any runner trains.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import ParamsError, parse_params, set_override
-from pipeline.errors import PipelineError
+from pipeline.common.config import ParamsError, parse_params, set_override
+from pipeline.common.errors import PipelineError
 
 
 def parse_grid(grid: str) -> list[tuple[str, list[str]]]:
@@ -53,7 +53,7 @@ def combinations(axes: list[tuple[str, list[str]]], params_path: Path, prefix: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.sweep_matrix", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.review.sweep_matrix", description=__doc__.split("\n\n")[0])
     parser.add_argument("--grid", required=True, help='e.g. "-S gan.lr_g=0.0002,0.0004 -S gan.lr_d=0.0008"')
     parser.add_argument("--prefix", default="sweep", help="experiment names are <prefix>-1, <prefix>-2, ...")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))

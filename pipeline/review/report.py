@@ -1,8 +1,8 @@
 """Compare pipeline configurations from the MLflow store: a markdown table and a PNG figure.
 
-    python -m pipeline.report --filter "params.mask.families.strokes.width = '3'" --out reports/
+    python -m pipeline.review.report --filter "params.mask.families.strokes.width = '3'" --out reports/
 
-Each configuration has one parent run (pipeline.tracking), which holds every
+Each configuration has one parent run (pipeline.common.tracking), which holds every
 param and the headline metrics. The report selects parent runs with MLflow's
 own search, so `--filter` takes what the MLflow UI's search box takes, and
 writes clean / masked / restored accuracy and the recovered fraction beside
@@ -22,11 +22,12 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-from pipeline import figures, server_access, tracking
-from pipeline.atomic import atomic_path
-from pipeline.cli import run_stage
-from pipeline.config import Params
-from pipeline.errors import PipelineError
+from pipeline.common import server_access, tracking
+from pipeline.common.atomic import atomic_path
+from pipeline.common.cli import run_stage
+from pipeline.common.config import Params
+from pipeline.common.errors import PipelineError
+from pipeline.images import figures
 
 SETTINGS = ("data.dataset", "gan.mask_channel", "mask.families.strokes.width", "gan.lr_g", "gan.lr_d")
 MISSING = "-"  # a setting the run's params do not have (e.g. a params.yaml without a strokes family)
@@ -121,7 +122,7 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def comparison_bars(labels: list[str], accuracies: dict[str, list[float]], recovered: list[float | None], title: str):
-    """One group of accuracy bars per configuration above, its recovered fraction below (pipeline.report)."""
+    """One group of accuracy bars per configuration above, its recovered fraction below (pipeline.review.report)."""
     x = np.arange(len(labels))
     width = 0.8 / len(accuracies)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 2.2 * len(labels)), 7.5), sharex=True)
@@ -163,7 +164,7 @@ def write_report(params: Params, filter_string: str, out: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.review.report", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--filter", default="", help="MLflow search filter, e.g. \"params.mask.families.strokes.width = '8' and tags.dataset = 'mnist'\""
     )

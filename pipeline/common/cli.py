@@ -6,9 +6,9 @@ import os
 import sys
 from collections.abc import Callable
 
-from pipeline.config import load_params
-from pipeline.errors import PipelineError
-from pipeline.server_access import check_server
+from pipeline.common.config import load_params
+from pipeline.common.errors import PipelineError
+from pipeline.common.server_access import check_server
 
 
 def run_stage(main: Callable, params_path: str = "params.yaml") -> int:

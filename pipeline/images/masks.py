@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.morphology import skeletonize
 
-from pipeline.config import IMAGE_SIDE, Damage, SquareDamage
+from pipeline.common.config import IMAGE_SIDE, Damage, SquareDamage
 
 # Independent streams per purpose, so that e.g. the test damage does not change when the train subset does.
 SPLIT_STREAMS = {"train": 0, "test": 1}

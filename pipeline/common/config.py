@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import PipelineError
+from pipeline.common.errors import PipelineError
 
 DATASETS = ("mnist", "fashion-mnist")
 GENERATORS = ("chapter", "autoencoder", "unet")
@@ -22,7 +22,7 @@ DISCRIMINATORS = ("chapter", "global", "patch")
 LOOPS = ("compiled", "chapter")
 PRECISIONS = ("float32", "mixed_bfloat16")
 # The chapter's training as it was published, as overrides of the gan section: its networks, its loop
-# (pipeline/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
+# (pipeline/training/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
 # damage. Trained on the chapter's box alone (mask.families.boxes / strokes at weight 0) it reproduces the chapter.
 CHAPTER_RECIPE = dict(loop="chapter", generator="chapter", discriminator="chapter", mask_channel=False,
                       composite=False, mask_weight=0.0, fresh_damage=False, recon_weight=0.0, class_weight=0.0,
@@ -271,7 +271,7 @@ def _validate(p: Params) -> None:
             "gan.loop: chapter trains the chapter's networks on its adversarial loss alone, so it needs "
             + ", ".join(f"gan.{key}={CHAPTER_LOOP_FIXED[key]}" for key in wrong) + "; got "
             + ", ".join(f"gan.{key}={value}" for key, value in wrong.items())
-            + " (the whole recipe: pipeline/config.py CHAPTER_RECIPE, README Recipes)",
+            + " (the whole recipe: pipeline/common/config.py CHAPTER_RECIPE, README Recipes)",
         )
     _require(
         g.generator in GENERATORS,

@@ -1,7 +1,7 @@
 """The MLflow run behind one side of a PR report: found from that side's dvc.lock, not from a name.
 
 Results committed on a branch name no run. Each evaluate run is tagged with the md5 of every data input it read
-(pipeline.tracking), and a dvc.lock records the md5 of every output; so the evaluate runs whose tags equal one
+(pipeline.common.tracking), and a dvc.lock records the md5 of every output; so the evaluate runs whose tags equal one
 dvc.lock's are the runs that scored exactly that data. The latest of them leads to its parent run, which holds
 the configuration's params and headline metrics. On an `http(s)://` store the report links to it; on a local
 SQLite store, which a reviewer cannot open, it gives the run id.
@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from mlflow.tracking import MlflowClient
 
-from pipeline import report, tracking
-from pipeline.errors import PipelineError
+from pipeline.common import tracking
+from pipeline.common.errors import PipelineError
+from pipeline.review import report
 
 
 @dataclass(frozen=True)

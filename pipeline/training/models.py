@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from pipeline.config import IMAGE_SIDE, NUM_CLASSES
+from pipeline.common.config import IMAGE_SIDE, NUM_CLASSES
 
 IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 GENERATOR_INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 2)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.common.errors import PipelineError
 
 UBYTE = 0x08
 

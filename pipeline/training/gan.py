@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from pipeline.models import DAMAGE, DIGIT_READING, has_layer
+from pipeline.training.models import DAMAGE, DIGIT_READING, has_layer
 
 # What each training step reports, per iteration (losses.csv, MLflow); a term a recipe lacks reports 0.
 LOSS_NAMES = ("d_loss", "g_loss", "l1", "class_loss", "reader_loss", "damage_loss")

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from pipeline.atomic import load_npz, save_npz
+from pipeline.common.atomic import load_npz, save_npz
 
 GROUPS = ("generator", "discriminator", "g_optimizer", "d_optimizer")
 
@@ -73,6 +74,20 @@ def restore(gan, state: TrainingState) -> None:
             raise ValueError(f"the {name} variables do not match the model built from params.gan")
         for variable, value in zip(group, saved):
             variable.assign(value)
+
+
+def seeded_start(seed: int, build, resume: TrainingState | None):
+    """Seed every generator of random numbers, make the ops deterministic, build the models with `build()` and
+    restore `resume`'s state into them when given: the start every training loop shares, so that the same params
+    give the same bits and a resumed run goes on exactly where the interrupted one stopped. Returns the models
+    and the first epoch to train."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    gan = build()
+    if resume is None:
+        return gan, 0
+    restore(gan, resume)
+    return gan, resume.epoch
 
 
 def save(path: str | Path, state: TrainingState, fingerprint: str) -> None:

@@ -24,20 +24,25 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from pipeline import checkpoint
-from pipeline.config import GanParams, Params
-from pipeline.gan import LOSS_NAMES
+from pipeline.common.config import GanParams, Params
 from pipeline.mask import MaskedSplit
-from pipeline.models import GENERATOR_INPUT_SHAPE, build_discriminator, build_generator, dtype_policy, generator_input
+from pipeline.training import checkpoint
+from pipeline.training.gan import LOSS_NAMES
+from pipeline.training.models import (
+    GENERATOR_INPUT_SHAPE,
+    build_discriminator,
+    build_generator,
+    dtype_policy,
+    generator_input,
+)
 
 BATCH_STREAM = 4  # the random batches' own stream of gan.seed (masks.py numbers the damage streams 1..3)
 
 
 @dataclasses.dataclass
 class ChapterGAN:
-    """The chapter's three models, with the attribute names pipeline/checkpoint.py and the stage's callbacks read."""
+    """The chapter's three models, with the attribute names pipeline/training/checkpoint.py and the stage's callbacks read."""
 
     generator: keras.Model
     discriminator: keras.Model
@@ -90,13 +95,7 @@ def train(params: Params, data: MaskedSplit, steps: int, callbacks=(), resume: c
     """The chapter's loop for params.gan.epochs epochs of `steps` iterations (on from `resume`'s epoch, with its
     state, if given), driving the stage's Keras callbacks as `fit` would; returns the models and the seconds."""
     g = params.gan
-    keras.utils.set_random_seed(g.seed)
-    tf.config.experimental.enable_op_determinism()
-    gan = build(g)
-    first_epoch = 0
-    if resume:
-        checkpoint.restore(gan, resume)
-        first_epoch = resume.epoch
+    gan, first_epoch = checkpoint.seeded_start(g.seed, lambda: build(g), resume)
     for callback in callbacks:
         callback.set_model(gan)
     started = time.perf_counter()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.idx import IdxError, read_idx_gz
+from pipeline.images.idx import IdxError, read_idx_gz
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",

@@ -8,7 +8,7 @@ matplotlib.use("Agg")  # no display on CI or servers
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.common.atomic import atomic_path
 
 
 def save_figure(fig, path) -> None:

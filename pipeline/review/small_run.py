@@ -1,11 +1,11 @@
 """The small configuration CI runs a pull request on when it cannot `dvc pull` the team's results.
 
-    dvc exp run $(python -m pipeline.small_run)     # prints one `-S key=value` word per line
+    dvc exp run $(python -m pipeline.review.small_run)     # prints one `-S key=value` word per line
 
 The tests' tiny configuration (tests/conftest.py TINY_OVERRIDES; a test keeps the two equal): every stage does
 real work, on 512 training and 256 test images with a few GAN iterations, in a few minutes on a hosted runner.
 Its metrics say that the change runs, not how good it is, and cannot be compared with a full run's: the PR report
-(pipeline.pr_report) recognises a side run at these values and compares no metrics between it and a full run.
+(pipeline.review.pr_report) recognises a side run at these values and compares no metrics between it and a full run.
 """
 
 from __future__ import annotations

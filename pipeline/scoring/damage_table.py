@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import classical
-from pipeline import metrics as m
-from pipeline.config import SquareDamage, StrokeDamage
-from pipeline.inference import forward, read
-from pipeline.masks import EVALUATION_STREAM, apply_masks, family_masks
-from pipeline.models import generator_input, is_blind
+from pipeline.common.config import SquareDamage, StrokeDamage
+from pipeline.images.masks import EVALUATION_STREAM, apply_masks, family_masks
+from pipeline.scoring import classical
+from pipeline.scoring import metrics as m
+from pipeline.scoring.inference import forward, read
+from pipeline.training.models import generator_input, is_blind
 
 ANYWHERE = dict(row_min=2, row_max=18, col_min=2, col_max=18)  # over the digit: MNIST's ink lies in rows 4..23
 FAMILIES = {

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.common.errors import PipelineError
 
 SIDE, BOX = 28, 20
 INK = 0.3  # share of the 0..255 range above which a normalised pixel counts as ink

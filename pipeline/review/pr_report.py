@@ -1,13 +1,13 @@
 """What a pull request changes, for its reviewer: params, headline metrics and pictures, base beside head.
 
-    python -m pipeline.pr_report --base origin/main [--out reports/pr/] [--image-url URL]
+    python -m pipeline.review.pr_report --base origin/main [--out reports/pr/] [--image-url URL]
 
 Head is the workspace (in CI: the PR's checkout, after `dvc pull` or a small `dvc exp run`); base is any git
 revision whose results are committed. Everything comes from DVC's own JSON: the params that differ from
 `dvc params diff`, the metrics from `dvc metrics diff`, the pictures' data from `dvc plots diff`, and the MLflow
-run of each side from its dvc.lock (pipeline.pr_runs). Writes `<out>/report.md` and its PNGs; the same inputs
+run of each side from its dvc.lock (pipeline.review.pr_runs). Writes `<out>/report.md` and its PNGs; the same inputs
 give the same bytes. A change larger than the seed-to-seed spread of README's benchmark is marked
-(pipeline.seed_spread); a small run (pipeline.small_run) is never compared with a full one.
+(pipeline.review.seed_spread); a small run (pipeline.review.small_run) is never compared with a full one.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import pr_pictures, pr_runs, seed_spread, small_run
-from pipeline.atomic import atomic_path
-from pipeline.cli import run_stage
-from pipeline.errors import PipelineError
+from pipeline.common.atomic import atomic_path
+from pipeline.common.cli import run_stage
+from pipeline.common.errors import PipelineError
+from pipeline.review import pr_pictures, pr_runs, seed_spread, small_run
 
 REPORT_NAME = "report.md"
 MARKER = "<!-- digit-restore pr-report -->"  # the workflow finds its own PR comment by this line
@@ -96,7 +96,7 @@ def comparison_note(base: dict, head: dict) -> tuple[bool, bool, str]:
     if small_run.is_small(base) != small_run.is_small(head):
         small = "head" if small_run.is_small(head) else "base"
         return False, False, (
-            f"{small.capitalize()}'s results come from the small configuration (pipeline/small_run.py) and the "
+            f"{small.capitalize()}'s results come from the small configuration (pipeline/review/small_run.py) and the "
             "other side's from a larger run: their metrics are not compared, head's are listed alone."
         )
     if seed_spread.at_benchmark_setting(base) and seed_spread.at_benchmark_setting(head):
@@ -202,7 +202,7 @@ def write_report(base_rev: str, out: Path, image_url: str | None) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.pr_report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.review.pr_report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="git revision to compare the workspace with, e.g. origin/main")
     parser.add_argument("--out", type=Path, default=Path("reports/pr"), help="folder for report.md and its PNGs")
     parser.add_argument("--image-url", help="URL the PNGs will be served from (a PR comment); default: beside report.md")

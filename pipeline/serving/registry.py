@@ -3,7 +3,7 @@
 Names, one set per dataset (a Fashion-MNIST generator is a different product from an MNIST one):
 `digit-restore-generator-<dataset>` and `digit-restore-classifier-<dataset>` (Keras flavor, logged by
 train_gan and train_classifier), and `digit-restore-<dataset>`, the pyfunc that restores and reads
-(pipeline/chain.py, logged by evaluate). Each version keeps the run that made it; its logged model
+(pipeline/serving/chain.py, logged by evaluate). Each version keeps the run that made it; its logged model
 holds that run's metrics, and its tags say what evaluate measured.
 
 evaluate moves the alias `champion` of the generator and of the chain to its versions only when
@@ -30,10 +30,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths
-from pipeline.chain import NO_FILL_VALUE, RestoreAndRead, restore_and_read
-from pipeline.config import Params
-from pipeline.models import generator_input, is_blind
+from pipeline.common import paths
+from pipeline.common.config import Params
+from pipeline.serving.chain import NO_FILL_VALUE, RestoreAndRead, restore_and_read
+from pipeline.training.models import generator_input, is_blind
 
 CHAMPION = "champion"
 FILE_TAG = "file_sha256"
@@ -110,7 +110,7 @@ def find_version(client: MlflowClient, name: str, path: str | Path):
 
 def chain_signature(example: dict, output: dict) -> ModelSignature:
     """The outputs and the param `fill_value`, and no inputs: with inputs declared, MLflow checks a request
-    first and answers a wrong shape with the whole array sent; the chain checks its own (pipeline/chain_input.py).
+    first and answers a wrong shape with the whole array sent; the chain checks its own (pipeline/serving/chain_input.py).
     The input example, logged beside, shows the fields; chain_takes_mask tells a client whether `mask` is one."""
     inferred = infer_signature(example, output, params={"fill_value": NO_FILL_VALUE})
     return ModelSignature(inputs=None, outputs=inferred.outputs, params=inferred.params)
@@ -133,7 +133,7 @@ def log_chain(generator_path, classifier_path, train_fill: float, dataset: str, 
         python_model=RestoreAndRead(),
         artifacts={"generator": str(generator_path), "classifier": str(classifier_path)},
         model_config={"train_fill": train_fill},
-        code_paths=[str(Path(__file__).parent)],
+        code_paths=[str(Path(__file__).parents[1])],  # the whole pipeline package
         signature=chain_signature(example, output),
         input_example=example,
         pip_requirements=pip_requirements(),

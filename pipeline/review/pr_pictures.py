@@ -11,7 +11,7 @@ import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pipeline import figures
+from pipeline.images import figures
 
 LOSSES = ("d_loss", "g_loss")
 READERS = (("judge", "the judge"), ("second", "the second reader"))

@@ -2,7 +2,7 @@
 
 A stage that finds out at its end that the server is down, or that it refuses the login, has trained for
 nothing: MLflow's own client retries a dead server for minutes, and answers a wrong password with a
-traceback at the first run it logs. So every stage (pipeline/cli.py) checks both first, in seconds, and
+traceback at the first run it logs. So every stage (pipeline/common/cli.py) checks both first, in seconds, and
 a refusal to write (a read-only user) is reported in one line, naming the server and the account.
 """
 
@@ -12,7 +12,7 @@ import os
 import urllib.request
 from contextlib import contextmanager
 
-from pipeline.errors import PipelineError
+from pipeline.common.errors import PipelineError
 
 SERVER_TIMEOUT_S = 5
 SEARCH_ENDPOINT = "/api/2.0/mlflow/experiments/search"  # the cheapest request that needs a login

@@ -6,8 +6,8 @@
     digit-restore scans/ --mask hole.png                 # every PNG/JPEG in a folder, one mask image for all
     digit-restore scan.png --model models:/digit-restore-mnist@champion
 
-Each image is put into MNIST's 28x28 frame (pipeline/preprocess.py), its damage restored by the
-generator and the result read by the classifier (pipeline/chain.py). A blind generator (the default
+Each image is put into MNIST's 28x28 frame (pipeline/serving/preprocess.py), its damage restored by the
+generator and the result read by the classifier (pipeline/serving/chain.py). A blind generator (the default
 recipe) needs no hole: it finds what is missing; --box / --mask / --fill-value say where pixels are
 known to be missing, and a generator trained with the hole as input (gan.mask_channel) needs one.
 Written to --out: one restored PNG per input (28x28; 28x280 for a phone number), with --show-damage
@@ -28,9 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline import preprocess
-from pipeline.atomic import atomic_path
-from pipeline.errors import PipelineError
+from pipeline.common.atomic import atomic_path
+from pipeline.common.errors import PipelineError
+from pipeline.serving import preprocess
 
 PHONE_DIGITS = 10
 CSV_NAME = "predictions.csv"
@@ -107,14 +107,14 @@ def load_reader(args):
     if args.model:
         import mlflow
 
-        from pipeline import tracking
+        from pipeline.common import tracking
 
         mlflow.set_tracking_uri(tracking.tracking_uri())
         try:
             model = mlflow.pyfunc.load_model(args.model)
         except mlflow.exceptions.MlflowException as exc:
             raise PipelineError(f"--model {args.model}: {exc.message} (store: {tracking.tracking_uri()})") from None
-        from pipeline.registry import chain_takes_mask
+        from pipeline.serving.registry import chain_takes_mask
 
         if chain_takes_mask(model):
             return lambda images, masks: model.predict({"image": images, "mask": masks})
@@ -125,8 +125,8 @@ def load_reader(args):
             )
         return lambda images, masks: model.predict({"image": images})
 
-    from pipeline import paths
-    from pipeline.config import load_params
+    from pipeline.common import paths
+    from pipeline.common.config import load_params
 
     project = args.project
     files = [project / paths.GENERATOR_MODEL, project / paths.CLASSIFIER_MODEL]
@@ -139,9 +139,8 @@ def load_reader(args):
     train_fill = load_params(project / "params.yaml").mask.fill
     import keras
 
-    from pipeline.chain import restore_and_read
-
-    from pipeline.models import is_blind
+    from pipeline.serving.chain import restore_and_read
+    from pipeline.training.models import is_blind
 
     generator, classifier = (keras.models.load_model(f) for f in files)
 

@@ -1,6 +1,6 @@
 """The served chain's own check of a request: each problem answered 400 with one line that names it.
 
-The chain's signature declares no inputs (pipeline/registry.py): MLflow's check of a declared input
+The chain's signature declares no inputs (pipeline/serving/registry.py): MLflow's check of a declared input
 answers a wrong shape, a missing field or an empty batch with the request's whole array in the message
 (`mlflow models serve`, 3.17), and lets a batch of any size through. This module checks instead, before
 the networks run: the fields the chain takes, (n, 28, 28) images of whole numbers 0..255, at least one

@@ -30,9 +30,9 @@ import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths
-from pipeline.config import Params, flatten
-from pipeline.server_access import check_server, explain_refusal
+from pipeline.common import paths
+from pipeline.common.config import Params, flatten
+from pipeline.common.server_access import check_server, explain_refusal
 
 KEY_TAG = "digit_restore.pipeline_key"
 HOST_TAG = "digit_restore.host"
@@ -87,7 +87,7 @@ def data_hashes(stage: str) -> dict[str, str]:
 
 def locked_hashes(deps: list[str], locked: dict) -> dict[str, str]:
     """`data_md5.<path>` -> md5 of each output of dvc.lock's `locked` stages that one of `deps` lies in: the tags a
-    stage's run carries, so a dvc.lock also finds the runs that read its data (pipeline.pr_runs)."""
+    stage's run carries, so a dvc.lock also finds the runs that read its data (pipeline.review.pr_runs)."""
     outs = {out["path"]: out["md5"] for entry in locked.values() for out in entry.get("outs", []) if "md5" in out}
     hashes = {}
     for dep in deps:

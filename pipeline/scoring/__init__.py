@@ -1,0 +1,2 @@
+"""How a restorer is scored: the classifiers' readings, the metrics, OpenCV's inpainting baseline and the
+table by damage family."""

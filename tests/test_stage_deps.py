@@ -1,0 +1,84 @@
+"""dvc.yaml re-runs a stage when the code its outputs depend on changes, and only then.
+
+A stage's outputs depend on every pipeline module it imports, directly or through another, except the
+plumbing in pipeline/common (params, paths, MLflow runs) and the serving side in pipeline/serving (which
+a stage only uses to register its model in MLflow, not to make its outputs): those are exactly the
+`pipeline/` deps dvc.yaml must list.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, run
+
+NOT_DEPS = ("pipeline/common/", "pipeline/serving/")
+
+
+def module_file(dotted: str) -> Path | None:
+    """The file of pipeline module `dotted`, relative to the repository root; None for a package or no module."""
+    path = Path(*dotted.split("."))
+    return path.with_suffix(".py") if (ROOT / path.with_suffix(".py")).is_file() else None
+
+
+def imported_files(source: Path) -> set[Path]:
+    """The pipeline modules `source` imports anywhere in its body (function-level imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse((ROOT / source).read_text())):
+        if isinstance(node, ast.Import):
+            dotted = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            dotted = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {f for d in dotted if d.split(".")[0] == "pipeline" and (f := module_file(d))}
+    return found
+
+
+def code_deps(stage_module: Path) -> set[str]:
+    """The stage module and everything it reaches through imports, stopping at pipeline/common and serving."""
+    seen, todo = set(), [stage_module]
+    while todo:
+        current = todo.pop()
+        if current.as_posix() in seen or current.as_posix().startswith(NOT_DEPS):
+            continue
+        seen.add(current.as_posix())
+        todo.extend(imported_files(current))
+    return seen
+
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_each_stage_lists_the_code_its_outputs_depend_on(name):
+    stage = STAGES[name]
+    assert stage["cmd"] == f"python -m pipeline.{name}", "each stage is its own module, named as the stage"
+    listed = {d for d in stage["deps"] if d.startswith("pipeline/")}
+    assert listed == code_deps(Path(f"pipeline/{name}.py"))
+
+
+# Which stages a one-line change in each module must re-run (on a reproduced repository, `dvc status`).
+EDIT_RERUNS = {
+    "pipeline/images/masks.py": {"mask", "train_gan", "evaluate"},
+    "pipeline/training/models.py": {"train_gan", "evaluate"},
+    "pipeline/scoring/metrics.py": {"evaluate"},
+    "pipeline/common/tracking.py": set(),
+}
+
+
+@pytest.mark.parametrize("module", sorted(EDIT_RERUNS))
+def test_dvc_reruns_exactly_the_stages_an_edit_reaches(tiny_repo, module):
+    path = tiny_repo / module
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# an edit\n")
+        status = yaml.safe_load(run([sys.executable, "-m", "dvc", "status", "--json"], tiny_repo).stdout)
+    finally:
+        path.write_bytes(original)
+    assert {name.split(":")[-1] for name in status} == EDIT_RERUNS[module]
+    assert yaml.safe_load(run([sys.executable, "-m", "dvc", "status", "--json"], tiny_repo).stdout) == {}
