@@ -4,7 +4,7 @@
         [--time-limit 600] [--warmup 8] [--raw data/raw]
 
 The model comes from the pipeline's store ($MLFLOW_TRACKING_URI, else the repository's mlflow.db). Starts
-the server itself on 127.0.0.1 (one worker, as README's "Serve over REST" runs it) and sends it nothing but
+the server itself on 127.0.0.1 (one worker, as docs/serving.md's "Serve over REST" runs it) and sends it nothing but
 loopback traffic. Each request is one 10-digit phone number: ten test images of --raw (the download stage's
 output), each with an 8x8 piece lost at a random place (seed 0), no mask (the default chain is blind). After
 --warmup requests (not counted), --clients threads send --requests requests in all, each client its next one

@@ -199,7 +199,7 @@ def train(
 
     With gan.ema > 0 the returned generator holds the moving average of its weights over the iterations
     rather than the last ones: the last weights carry the noise of the last few adversarial updates, and
-    the average restored MNIST better (README, Recipes). BatchNorm keeps its own moving statistics.
+    the average restored MNIST better (docs/recipes.md). BatchNorm keeps its own moving statistics.
 
     gan.loop chapter trains with the chapter's own loop instead (pipeline/training/chapter_loop.py)."""
     g = params.gan

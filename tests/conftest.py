@@ -133,7 +133,7 @@ def team_repo(tmp_path_factory):
         run(["git", "commit", "-q", "-m", "pipeline outputs"], repo)
         run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "thin-strokes", "-S", "mask.families.strokes.width=2"], repo, env)
         yield TeamRepo(repo, url, server_dir / "artifacts")
-# A 2 x 1 grid, queued and run two at a time, as README's "Comparing experiments" shows.
+# A 2 x 1 grid, queued and run two at a time, as docs/experiments.md's "Comparing experiments" shows.
 SWEEP = ["-S", "mask.families.strokes.width=2,4", "-S", "gan.lr_g=0.0003"]
 QUEUE_TIMEOUT_S = 900
 

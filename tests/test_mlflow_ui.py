@@ -3,7 +3,7 @@ against a real `mlflow server` holding a tiny pipeline's two configurations (mas
 
 Screenshots of every page land in test-artifacts/mlflow-ui/ (git-ignored), also when a check fails.
 With DIGIT_RESTORE_UI_REPO=<repository> the server serves that repository's own store (mlflow.db,
-mlartifacts/) instead; README's compare-view picture is made that way from a small real run.
+mlartifacts/) instead; docs/experiments.md says how to make the compare-view picture that way from a small real run.
 Skipped where chromium or chromedriver is missing, unless DIGIT_RESTORE_REQUIRE_BROWSER=1 (CI sets it).
 """
 

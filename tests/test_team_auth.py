@@ -1,5 +1,5 @@
 """A team server that lets in only the team: a real `mlflow server --app-name basic-auth` on 127.0.0.1 with
-README's recipe (default_permission READ; a teammate granted EDIT on experiments and registered models; a
+docs/team.md's recipe (default_permission READ; a teammate granted EDIT on experiments and registered models; a
 reviewer granted nothing), and the pipeline run against it by `dvc repro`."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def tiny_copy(directory: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory):
-    """README's users on a fresh authenticated server, then `dvc repro` of the tiny configuration as EDITOR."""
+    """docs/team.md's users on a fresh authenticated server, then `dvc repro` of the tiny configuration as EDITOR."""
     directory = tmp_path_factory.mktemp("auth-server")
     with mlflow_server(f"sqlite:///{directory / 'mlflow.db'}", directory / "artifacts", directory / "server.log",
                        auth_config=write_auth_config(directory)) as url, pytest.MonkeyPatch.context() as monkeypatch:

@@ -92,7 +92,7 @@ def test_pull_request_workflow_gets_results_reports_and_comments():
     assert uses(flow, "actions/upload-artifact")["path"] == "reports/pr/"
     script = uses(flow, "actions/github-script")["script"]
     assert "reports/pr/report.md" in script and "updateComment" in script and "createComment" in script
-    readme = (ROOT / "README.md").read_text().split("## Pull requests", 1)[1].split("\n## ", 1)[0]
+    readme = (ROOT / "docs/experiments.md").read_text().split("## Pull requests", 1)[1].split("\n## ", 1)[0]
     assert f"{REPORT} origin/main --out reports/pr/" in readme
 
 

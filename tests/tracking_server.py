@@ -2,7 +2,7 @@
 
 One uvicorn worker and no job runner (MLflow 3.17 otherwise starts about ten processes), a SQLite
 backend, and artifacts proxied by the server (`--artifacts-destination`), as a team would run it;
-with `auth_config`, MLflow's own authentication (`--app-name basic-auth`), as README's team recipe runs it.
+with `auth_config`, MLflow's own authentication (`--app-name basic-auth`), as docs/team.md's recipe runs it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ADMIN = Login("admin", "admin-password-of-the-tests")
 
 
 def write_auth_config(directory: Path) -> Path:
-    """README's basic_auth.ini: everyone may read what they were granted nothing on; the user store beside it.
+    """docs/team.md's basic_auth.ini: everyone may read what they were granted nothing on; the user store beside it.
     The admin's password is not in the file: the server reads it from MLFLOW_AUTH_ADMIN_PASSWORD on first start."""
     path = directory / "basic_auth.ini"
     path.write_text(

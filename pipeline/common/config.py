@@ -271,7 +271,7 @@ def _validate(p: Params) -> None:
             "gan.loop: chapter trains the chapter's networks on its adversarial loss alone, so it needs "
             + ", ".join(f"gan.{key}={CHAPTER_LOOP_FIXED[key]}" for key in wrong) + "; got "
             + ", ".join(f"gan.{key}={value}" for key, value in wrong.items())
-            + " (the whole recipe: pipeline/common/config.py CHAPTER_RECIPE, README Recipes)",
+            + " (the whole recipe: pipeline/common/config.py CHAPTER_RECIPE, docs/recipes.md)",
         )
     _require(
         g.generator in GENERATORS,

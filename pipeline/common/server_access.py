@@ -88,5 +88,5 @@ def explain_refusal(uri: str, experiment: str):
         raise PipelineError(
             f"MLFLOW_TRACKING_URI={uri}: the MLflow server refused {user} a write to experiment {experiment!r} "
             "(403: read-only); its admin grants EDIT on the experiment and the registered models "
-            "(README, 'Working as a team')"
+            "(docs/team.md)"
         ) from None

@@ -6,7 +6,7 @@ Head is the workspace (in CI: the PR's checkout, after `dvc pull` or a small `dv
 revision whose results are committed. Everything comes from DVC's own JSON: the params that differ from
 `dvc params diff`, the metrics from `dvc metrics diff`, the pictures' data from `dvc plots diff`, and the MLflow
 run of each side from its dvc.lock (pipeline.review.pr_runs). Writes `<out>/report.md` and its PNGs; the same inputs
-give the same bytes. A change larger than the seed-to-seed spread of README's benchmark is marked
+give the same bytes. A change larger than the seed-to-seed spread of docs/benchmarks.md's benchmark is marked
 (pipeline.review.seed_spread); a small run (pipeline.review.small_run) is never compared with a full one.
 """
 
@@ -30,7 +30,7 @@ REPORT_NAME = "report.md"
 MARKER = "<!-- digit-restore pr-report -->"  # the workflow finds its own PR comment by this line
 FAMILIES = ("classic", "boxes", "small_boxes", "strokes")
 STATISTICS = ("accuracy_judge", "accuracy_second", "recovered_judge", "recovered_second", "l1_damage", "changed_outside")
-# On the mask stage's test draw, then README's table of damage family x blind restorer.
+# On the mask stage's test draw, then docs/benchmarks.md's table of damage family x blind restorer.
 HEADLINE = (
     "accuracy.clean", "accuracy.masked", "accuracy.restored", "recovered_fraction",
     "second_reader.accuracy.restored", "second_reader.recovered_fraction", "phone_number.restored",

@@ -1,8 +1,8 @@
 """How far the headline metrics move between training seeds alone: the yardstick of the PR report's marks.
 
-A change between two runs that is smaller than what a reseed alone does is noise. The numbers below are README's
-Benchmarks table of the blind default on three training seeds (SOURCE), copied as the table prints them
-(accuracy and changed pixels in %, the rest as fractions); tests/test_pr_report.py checks them against README.
+A change between two runs that is smaller than what a reseed alone does is noise. The numbers below are the seed table
+of docs/benchmarks.md of the blind default on three training seeds (SOURCE), copied as the table prints them
+(accuracy and changed pixels in %, the rest as fractions); tests/test_pr_report.py checks them against that page.
 The spread of a metric is max - min over the seeds, and at least one unit of the table's last digit (three equal
 printed values still differ below it). It was measured at BENCHMARK_SETTING: on other data sizes or training
 lengths the seed spread is unknown (and much larger on small runs), so the report marks nothing there.
@@ -10,12 +10,12 @@ lengths the seed spread is unknown (and much larger on small runs), so the repor
 
 from __future__ import annotations
 
-SOURCE = ("README's Benchmarks table, `python benchmarks/restoration.py --seeds 0 1 2` at 21fb020 "
+SOURCE = ("docs/benchmarks.md's seed table, `python benchmarks/restoration.py --seeds 0 1 2` at 21fb020 "
           "(the blind default on full MNIST, training seeds 0, 1, 2)")
 # The params of that benchmark that set how much data and training a run has.
 BENCHMARK_SETTING = {"data.dataset": "mnist", "data.max_train": None, "data.max_test": None,
                      "classifier.epochs": 3, "gan.epochs": 3, "gan.steps_per_epoch": None}
-# statistic -> (README's unit as a fraction, README's last printed digit as a fraction)
+# statistic -> (the table's unit as a fraction, its last printed digit as a fraction)
 UNITS = {
     "accuracy_judge": (0.01, 1e-4),
     "accuracy_second": (0.01, 1e-4),
@@ -24,7 +24,7 @@ UNITS = {
     "l1_damage": (1.0, 1e-3),
     "changed_outside": (0.01, 1e-5),
 }
-# family -> statistic -> the blind restorer's values on seeds 0, 1, 2, in README's units
+# family -> statistic -> the blind restorer's values on seeds 0, 1, 2, in the table's units
 SEEDS = {
     "classic": {"accuracy_judge": (97.32, 97.26, 97.26), "accuracy_second": (97.62, 97.43, 97.53),
                 "recovered_judge": (0.921, 0.918, 0.918), "recovered_second": (0.938, 0.930, 0.934),

@@ -62,7 +62,7 @@ class Keras2BatchNormalization(layers.BatchNormalization):
 
     the batches' own statistics from the first update on. The chapter's loop feeds the discriminator with
     `generator.predict()`, i.e. these statistics; with Keras 3's the generator's first predictions are garbage, the
-    discriminator wins at once and the generator collapses to black images (README, Recipes)."""
+    discriminator wins at once and the generator collapses to black images (docs/recipes.md)."""
 
     def build(self, input_shape):
         super().build(input_shape)
