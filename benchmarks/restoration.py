@@ -35,8 +35,13 @@ from pipeline.common.config import (
 )
 from pipeline.download import fetch_dataset
 from pipeline.images.datasets import load_split, to_unit_range
-from pipeline.images.masks import apply_masks, draw_damage, skeletons, split_rng
-from pipeline.mask import MaskedSplit
+from pipeline.images.masks import (
+    MaskedSplit,
+    apply_masks,
+    draw_damage,
+    skeletons,
+    split_rng,
+)
 from pipeline.scoring import damage_table
 from pipeline.train_classifier import build_classifier, build_second_reader
 from pipeline.train_classifier import train as train_classifier

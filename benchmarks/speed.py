@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.common.config import CHAPTER_RECIPE, load_params
-from pipeline.mask import MaskedSplit
+from pipeline.images.masks import MaskedSplit
 from pipeline.scoring.inference import forward
 from pipeline.train_gan import build_gan
 from pipeline.training import chapter_loop as chapter_loop_module

@@ -8,9 +8,6 @@ without computing them again. `load_masked_split` reads it all back, beside the 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-
-import numpy as np
 
 from pipeline.common import paths
 from pipeline.common.atomic import load_npz, save_npz
@@ -18,18 +15,15 @@ from pipeline.common.cli import run_stage
 from pipeline.common.config import Params
 from pipeline.common.errors import PipelineError
 from pipeline.images.datasets import load_split, to_unit_range
-from pipeline.images.masks import apply_masks, draw_damage, skeletons, split_rng
+from pipeline.images.masks import (
+    MaskedSplit,
+    apply_masks,
+    draw_damage,
+    skeletons,
+    split_rng,
+)
 
 SPLITS = ("train", "test")
-
-
-@dataclass(frozen=True)
-class MaskedSplit:
-    clean: np.ndarray  # float32 (n, 28, 28, 1) in [-1, 1]
-    labels: np.ndarray  # uint8 (n,)
-    masked: np.ndarray  # float32 (n, 28, 28, 1): the damaged images
-    holes: np.ndarray  # bool (n, 28, 28): True where the damage is
-    skeleton: np.ndarray  # bool (n, 28, 28): the centre lines of the clean ink
 
 
 def split_limit(params: Params, split: str) -> int | None:

@@ -31,8 +31,8 @@ from pipeline.common.cli import run_stage
 from pipeline.common.config import IMAGE_SIDE, GanParams, Params
 from pipeline.common.errors import PipelineError
 from pipeline.images import figures
-from pipeline.images.masks import TRAINING_STREAM, apply_masks, draw_damage
-from pipeline.mask import MaskedSplit, load_masked_split
+from pipeline.images.masks import TRAINING_STREAM, MaskedSplit, apply_masks, draw_damage
+from pipeline.mask import load_masked_split
 from pipeline.serving import registry
 from pipeline.training import chapter_loop, checkpoint
 from pipeline.training.gan import LOSS_NAMES, RestorationGAN

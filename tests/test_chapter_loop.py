@@ -18,7 +18,7 @@ from pipeline.common.config import (
     load_params,
     parse_params,
 )
-from pipeline.mask import MaskedSplit
+from pipeline.images.masks import MaskedSplit
 from pipeline.training import chapter_loop
 from pipeline.training.models import Keras2BatchNormalization, generator_input
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, random_masked_batch
 
 from pipeline.common.config import load_params
-from pipeline.mask import MaskedSplit
+from pipeline.images.masks import MaskedSplit
 from pipeline.train_gan import epoch_order, training_fingerprint
 from pipeline.training import checkpoint
 

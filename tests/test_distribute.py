@@ -15,7 +15,7 @@ import numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pipeline.common.config import load_params
-from pipeline.mask import MaskedSplit
+from pipeline.images.masks import MaskedSplit
 from pipeline.images.masks import skeletons
 from pipeline.train_gan import LOSS_NAMES, build_gan, training_batches
 

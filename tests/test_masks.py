@@ -9,6 +9,7 @@ from conftest import ROOT, mirror_dir
 from pipeline.common.config import SquareDamage, StrokeDamage, load_params
 from pipeline.images.datasets import load_split
 from pipeline.images.masks import (
+    MaskedSplit,
     apply_masks,
     draw_damage,
     skeletons,
@@ -16,7 +17,6 @@ from pipeline.images.masks import (
     square_masks,
     stroke_masks,
 )
-from pipeline.mask import MaskedSplit
 from pipeline.scoring.damage_table import FAMILIES
 from pipeline.train_gan import batch_damage
 

@@ -241,7 +241,7 @@ class GeneratorWeightsPerIteration(keras.callbacks.Callback):
 def test_ema_saves_the_moving_average_of_the_generator_weights_and_leaves_training_unchanged(batch):
     import dataclasses
 
-    from pipeline.mask import MaskedSplit
+    from pipeline.images.masks import MaskedSplit
     from pipeline.train_gan import train
 
     masked, holes, clean = batch
@@ -307,8 +307,7 @@ def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels
     from conftest import mirror_dir
 
     from pipeline.images.datasets import load_split, to_unit_range
-    from pipeline.images.masks import apply_masks, draw_damage, skeletons
-    from pipeline.mask import MaskedSplit
+    from pipeline.images.masks import MaskedSplit, apply_masks, draw_damage, skeletons
     from pipeline.scoring.damage_table import CHANGED, restore
 
     params = load_params(ROOT / "params.yaml")

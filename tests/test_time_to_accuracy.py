@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, random_masked_batch
 
 from pipeline.common.config import CHAPTER_RECIPE, load_params
-from pipeline.mask import MaskedSplit
+from pipeline.images.masks import MaskedSplit
 from pipeline.scoring.metrics import accuracy
 from pipeline.train_classifier import build_classifier
 from pipeline.train_gan import train

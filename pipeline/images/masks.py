@@ -8,6 +8,8 @@ every epoch costs array operations only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from skimage.morphology import skeletonize
 
@@ -104,3 +106,15 @@ def draw_damage(skeleton: np.ndarray, families: dict[str, Damage], rng: np.rando
 def apply_masks(images: np.ndarray, holes: np.ndarray, fill: float) -> np.ndarray:
     """Images (n, 28, 28, 1) in [-1, 1] with every hole pixel set to `fill`."""
     return np.where(holes[..., None], np.float32(fill), images).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class MaskedSplit:
+    """One split's images with their damage: what the mask stage saves (pipeline/mask.py reads it back) and
+    what training and scoring take."""
+
+    clean: np.ndarray  # float32 (n, 28, 28, 1) in [-1, 1]
+    labels: np.ndarray  # uint8 (n,)
+    masked: np.ndarray  # float32 (n, 28, 28, 1): the damaged images
+    holes: np.ndarray  # bool (n, 28, 28): True where the damage is
+    skeleton: np.ndarray  # bool (n, 28, 28): the centre lines of the clean ink

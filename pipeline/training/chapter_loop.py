@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from pipeline.common.config import GanParams, Params
-from pipeline.mask import MaskedSplit
+from pipeline.images.masks import MaskedSplit
 from pipeline.training import checkpoint
 from pipeline.training.gan import LOSS_NAMES
 from pipeline.training.models import (
