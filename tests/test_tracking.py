@@ -63,7 +63,7 @@ def test_runs_left_running_by_a_dead_process_are_marked_killed_and_no_others(tmp
 def test_two_stages_that_open_a_fresh_sqlite_store_at_once_both_succeed(tmp_path):
     """Without the lock beside the store, both processes run MLflow's schema migrations and one fails."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    script = "from pipeline import tracking; print(tracking.open_experiment('race')[1])"
+    script = "from pipeline.common import tracking; print(tracking.open_experiment('race')[1])"
     processes = [
         subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
