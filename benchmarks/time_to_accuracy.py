@@ -175,7 +175,7 @@ def read_csv(path: Path) -> dict:
     with path.open() as f:
         for row in csv.DictReader(f):
             runs.setdefault(row["recipe"], []).append((int(row["iteration"]), float(row["train_seconds"]),
-                                                       float(row["accuracy"]), float(row["recovered"] or "nan")))
+                                                       float(row["accuracy"]), float(row["recovered"]) if row["recovered"] else None))
     return runs
 
 
