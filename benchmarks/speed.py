@@ -126,7 +126,7 @@ def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.
 
 
 def project_step(gan_params, batches, iterations, warmup, jit_compile=False) -> tuple[float, keras.Model]:
-    gan = build_gan(gan_params)
+    gan = build_gan(gan_params, iterations + warmup)
     compiled = tf.function(gan.train_step, jit_compile=jit_compile)
     tensors = [(tf.constant(x), (tf.constant(y), tf.constant(labels), tf.constant(x[..., 1])))
                for x, y, labels in batches]

@@ -1,11 +1,13 @@
 """Time to accuracy: the chapter's loop against the default recipe, in one process, on one clock.
 
     DIGIT_RESTORE_MIRROR=../shared/datasets python benchmarks/time_to_accuracy.py \
-        [--recipes chapter default] [--every 100] [--held-out 2000] [--set KEY=VALUE ...] [--out DIR]
+        [--recipes chapter default] [--variant NAME KEY=VALUE ...] [--every 100] [--held-out 2000]
+        [--set KEY=VALUE ...] [--out DIR]
     DIGIT_RESTORE_MIRROR=../shared/datasets python benchmarks/time_to_accuracy.py --replot   # redraw from DIR's CSV
 
 Trains each recipe on MNIST's training images (the chapter's on the chapter's box alone, as it was published;
-"default" is params.yaml's gan section as it stands, with its own damage) and, every `--every` iterations,
+"default" is params.yaml's gan section as it stands, with its own damage; each `--variant NAME KEY=VALUE ...`
+is the default with those params overridden, to race a lever against it) and, every `--every` iterations,
 restores a fixed held-out set of `--held-out` masked test images (the chapter's 8x8 box, drawn from the
 evaluation stream, as evaluate's classic family) and reads them with the pipeline's classifier (the judge).
 Scoring is excluded from the training clock. A compiled recipe with gan.ema is scored on its averaged weights,
@@ -186,13 +188,24 @@ def ratio(chapter: float | None, chapter_seconds: float, ours: float | None) -> 
     return f"{chapter / ours:.0f}x" if chapter else f"> {chapter_seconds / ours:.0f}x (chapter not there in {chapter_seconds:.0f} s)"
 
 
-def measure(args, params, raw_dir: Path, held_out: HeldOut, judge) -> dict:
+def contenders(args) -> dict:
+    """Each recipe's params and whether it trains on the chapter's box alone, in the order they race."""
+    params = params_with_overrides(args.set)
+    chosen = {recipe: (dataclasses.replace(params, gan=dataclasses.replace(params.gan, **RECIPES[recipe][0])),
+                       RECIPES[recipe][1]) for recipe in args.recipes}
+    for name, *overrides in args.variant:
+        if name in chosen:
+            raise SystemExit(f"--variant {name}: the name is taken; give each variant a name of its own")
+        chosen[name] = (params_with_overrides([*args.set, *overrides]), False)
+    return chosen
+
+
+def measure(args, raw_dir: Path, held_out: HeldOut, judge) -> dict:
     """Train each recipe with the clock on; its records per recipe."""
     runs = {}
-    for recipe in args.recipes:
-        overrides, chapter_box = RECIPES[recipe]
-        data, mask = training_split(params, raw_dir, chapter_box)
-        run_params = dataclasses.replace(params, gan=dataclasses.replace(params.gan, **overrides), mask=mask)
+    for recipe, (recipe_params, chapter_box) in contenders(args).items():
+        data, mask = training_split(recipe_params, raw_dir, chapter_box)
+        run_params = dataclasses.replace(recipe_params, mask=mask)
         steps = steps_per_epoch(run_params, len(data.clean))
         clock = AccuracyClock(held_out, judge, args.every, steps * run_params.gan.epochs)
         train_gan(run_params, data, [clock])
@@ -205,6 +218,8 @@ def measure(args, params, raw_dir: Path, held_out: HeldOut, judge) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
+                        help="also race the default with these params overridden, under NAME (repeatable)")
     parser.add_argument("--every", type=int, default=100, help="score every N iterations")
     parser.add_argument("--held-out", type=int, default=2000, help="masked test images scored")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -215,6 +230,7 @@ def main() -> None:
     args = parser.parse_args()
 
     params = params_with_overrides(args.set)
+    contenders(args)  # a bad override or a taken name fails here, before any training
     raw_dir = CACHE / params.data.dataset
     if not raw_dir.is_dir():
         fetch_dataset(params.data.dataset, raw_dir)
@@ -229,7 +245,7 @@ def main() -> None:
     if args.replot:
         runs = read_csv(table)
     else:
-        runs = measure(args, params, raw_dir, held_out, judge)
+        runs = measure(args, raw_dir, held_out, judge)
         args.out.mkdir(parents=True, exist_ok=True)
         write_csv(runs, table)
     figure = args.out / "time_to_accuracy.png"
@@ -256,7 +272,8 @@ def main() -> None:
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment("benchmarks")
     with mlflow.start_run(run_name="time_to_accuracy"):
-        mlflow.log_params({"recipes": " ".join(args.recipes), "every": args.every, "held_out": args.held_out,
+        mlflow.log_params({"recipes": " ".join(args.recipes), "variants": "; ".join(" ".join(v) for v in args.variant),
+                           "every": args.every, "held_out": args.held_out,
                            "set": " ".join(args.set)})
         for recipe, records in runs.items():
             for i, s, a, r in records:

@@ -174,19 +174,36 @@ def write_losses_csv(history: dict[str, list[float]]) -> None:
             writer.writerow([i, *(f"{v:.6g}" for v in row)])
 
 
-def build_gan(g: GanParams) -> RestorationGAN:
-    """The recipe of params.gan with its Adam optimisers, ready to train."""
+def learning_rate(g: GanParams, peak: float, total_steps: int):
+    """gan.lr_schedule over a run of `total_steps` iterations: a linear warm-up from 0 over gan.warmup_steps, then
+    `peak` held (constant) or brought down to 0 along a cosine (cosine). Keras's CosineDecay does both (alpha 1
+    holds the peak); it reads the optimizer's step counter, which checkpoints save, so a resumed run goes on where
+    it stopped."""
+    if g.lr_schedule == "constant" and not g.warmup_steps:
+        return peak
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if g.warmup_steps else peak, max(total_steps - g.warmup_steps, 1),
+        alpha=1.0 if g.lr_schedule == "constant" else 0.0,
+        warmup_target=peak if g.warmup_steps else None, warmup_steps=g.warmup_steps,
+    )
+
+
+def build_gan(g: GanParams, total_steps: int) -> RestorationGAN:
+    """The recipe of params.gan with its Adam optimisers, ready to train for `total_steps` iterations."""
     with dtype_policy(g.precision):
-        generator = build_generator(g.generator, g.mask_channel, g.composite, digit_reader=g.reader_weight > 0)
+        generator = build_generator(g.generator, g.mask_channel, g.composite, digit_reader=g.reader_weight > 0,
+                                    width=g.width)
         discriminator = build_discriminator(g.discriminator, class_head=g.class_weight > 0)
     gan = RestorationGAN(
-        generator, discriminator, g.real_label, g.recon_weight, g.class_weight, g.reader_weight, g.mask_weight
+        generator, discriminator, g.real_label, g.recon_weight, g.class_weight, g.reader_weight, g.mask_weight,
+        g.adversarial_warmup,
     )
     gan.compile(
         # With gan.ema the optimizer also keeps the moving average of G's weights (saved in checkpoints with
         # its other variables); `train` puts the average into the generator at the end.
-        g_optimizer=keras.optimizers.Adam(g.lr_g, beta_1=g.beta1, use_ema=g.ema > 0, ema_momentum=g.ema),
-        d_optimizer=keras.optimizers.Adam(g.lr_d, beta_1=g.beta1),
+        g_optimizer=keras.optimizers.Adam(learning_rate(g, g.lr_g, total_steps), beta_1=g.beta1, use_ema=g.ema > 0,
+                                          ema_momentum=g.ema),
+        d_optimizer=keras.optimizers.Adam(learning_rate(g, g.lr_d, total_steps), beta_1=g.beta1),
     )
     return gan
 
@@ -205,8 +222,8 @@ def train(
     g = params.gan
     if g.loop == "chapter":
         return chapter_loop.train(params, data, steps_per_epoch(params, len(data.clean)), callbacks, resume)
-    gan, first_epoch = checkpoint.seeded_start(g.seed, lambda: build_gan(g), resume)
     steps = steps_per_epoch(params, len(data.clean))
+    gan, first_epoch = checkpoint.seeded_start(g.seed, lambda: build_gan(g, steps * g.epochs), resume)
     started = time.perf_counter()
     if first_epoch < g.epochs:
         gan.fit(

@@ -31,7 +31,7 @@ data = MaskedSplit(clean, labels, masked, holes, skeletons(np.rint((clean[..., 0
 def one_step(strategy):
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        gan = build_gan(params.gan)
+        gan = build_gan(params.gan, total_steps=1)
     before = [w.numpy().copy() for w in gan.generator.trainable_weights]
     logs = gan.fit(training_batches(data, params, steps=1, epochs=range(1)), epochs=1, steps_per_epoch=1,
                    verbose=0).history

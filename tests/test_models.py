@@ -205,7 +205,7 @@ def test_mixed_bfloat16_computes_in_bfloat16_keeps_known_pixels_exactly_and_leav
 
     masked, holes, _ = batch
     g = dataclasses.replace(load_params(ROOT / "params.yaml").gan, **GIVEN_HOLE_RECIPE)
-    gan = build_gan(dataclasses.replace(g, precision="mixed_bfloat16"))
+    gan = build_gan(dataclasses.replace(g, precision="mixed_bfloat16"), 10)
     assert keras.config.dtype_policy().name == "float32"
     def first_conv(gan):
         return next(layer for layer in gan.generator.layers if isinstance(layer, keras.layers.Conv2D))
@@ -214,7 +214,7 @@ def test_mixed_bfloat16_computes_in_bfloat16_keeps_known_pixels_exactly_and_leav
     restored = gan.generator(generator_input(masked, holes)).numpy()
     assert restored.dtype == np.float32
     np.testing.assert_array_equal(restored[~holes], masked[~holes])
-    assert first_conv(build_gan(dataclasses.replace(g, precision="float32"))).compute_dtype == "float32"
+    assert first_conv(build_gan(dataclasses.replace(g, precision="float32"), 10)).compute_dtype == "float32"
 
 
 def test_a_non_finite_loss_stops_training_and_names_the_iteration():

@@ -21,17 +21,20 @@ GENERATORS = ("chapter", "autoencoder", "unet")
 DISCRIMINATORS = ("chapter", "global", "patch")
 LOOPS = ("compiled", "chapter")
 PRECISIONS = ("float32", "mixed_bfloat16")
+LR_SCHEDULES = ("constant", "cosine")
+CHAPTER_WIDTH = 32  # the filters of the chapter's full-resolution layers
 # The chapter's training as it was published, as overrides of the gan section: its networks, its loop
 # (pipeline/training/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
 # damage. Trained on the chapter's box alone (mask.families.boxes / strokes at weight 0) it reproduces the chapter.
 CHAPTER_RECIPE = dict(loop="chapter", generator="chapter", discriminator="chapter", mask_channel=False,
                       composite=False, mask_weight=0.0, fresh_damage=False, recon_weight=0.0, class_weight=0.0,
                       reader_weight=0.0, ema=0.0, epochs=5, batch_size=128, steps_per_epoch=None, lr_g=2e-4,
-                      lr_d=4e-4, beta1=0.5, real_label=0.9, precision="float32")
+                      lr_d=4e-4, lr_schedule="constant", warmup_steps=0, adversarial_warmup=0, width=CHAPTER_WIDTH,
+                      beta1=0.5, real_label=0.9, precision="float32")
 # What the chapter loop leaves out, and the only values it accepts for them (the loop would ignore any other).
 CHAPTER_LOOP_FIXED = dict(generator="chapter", discriminator="chapter", mask_channel=False, composite=False,
                           mask_weight=0.0, fresh_damage=False, recon_weight=0.0, class_weight=0.0, reader_weight=0.0,
-                          ema=0.0)
+                          ema=0.0, lr_schedule="constant", warmup_steps=0, adversarial_warmup=0, width=CHAPTER_WIDTH)
 GIVEN_HOLE_RECIPE = dict(mask_channel=True, composite=True, mask_weight=0.0)
 IMAGE_SIDE = 28
 NUM_CLASSES = 10  # digits, or Fashion-MNIST's 10 kinds of clothing
@@ -112,11 +115,15 @@ class GanParams:
     steps_per_epoch: int | None
     lr_g: float
     lr_d: float
+    lr_schedule: str
+    warmup_steps: int
     beta1: float
     real_label: float
     recon_weight: float
     class_weight: float
     reader_weight: float
+    adversarial_warmup: int
+    width: int
     ema: float
     precision: str
     seed: int
@@ -293,6 +300,18 @@ def _validate(p: Params) -> None:
     )
     _require(g.lr_g > 0, f"gan.lr_g: must be > 0, got {g.lr_g}")
     _require(g.lr_d > 0, f"gan.lr_d: must be > 0, got {g.lr_d}")
+    _require(
+        g.lr_schedule in LR_SCHEDULES,
+        f"gan.lr_schedule: unknown schedule {g.lr_schedule!r}; allowed values are {', '.join(LR_SCHEDULES)}",
+    )
+    _require(g.warmup_steps >= 0, f"gan.warmup_steps: must be >= 0, got {g.warmup_steps}")
+    _require(g.adversarial_warmup >= 0, f"gan.adversarial_warmup: must be >= 0, got {g.adversarial_warmup}")
+    _require(g.width > 0, f"gan.width: must be > 0, got {g.width}")
+    _require(
+        g.generator != "chapter" or g.width == CHAPTER_WIDTH,
+        f"gan.width: the chapter's generator has {CHAPTER_WIDTH} filters at full resolution, got {g.width} "
+        "(a width is for gan.generator unet or autoencoder)",
+    )
     _require(0 <= g.beta1 < 1, f"gan.beta1: must be in [0, 1), got {g.beta1}")
     _require(0 < g.real_label <= 1, f"gan.real_label: must be in (0, 1], got {g.real_label}")
     _require(g.recon_weight >= 0, f"gan.recon_weight: must be >= 0, got {g.recon_weight}")

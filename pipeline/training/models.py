@@ -112,9 +112,10 @@ def _read_digit(x):
     return layers.Concatenate()([x, layers.Reshape((BOTTLENECK_SIDE, BOTTLENECK_SIDE, 16))(embedded)])
 
 
-def _autoencoder(x, bottleneck):
-    """The chapter's conv autoencoder: 28 -> 14 -> 7 by average pooling, back up by upsampling."""
-    x = _conv_bn_relu(x, 32)
+def _autoencoder(x, bottleneck, width: int):
+    """The chapter's conv autoencoder: 28 -> 14 -> 7 by average pooling, back up by upsampling; `width` filters at
+    full resolution (the chapter: 32)."""
+    x = _conv_bn_relu(x, width)
     x = layers.AveragePooling2D(2)(x)
     x = _conv_bn_relu(x, 64)
     x = layers.AveragePooling2D(2)(x)
@@ -123,12 +124,12 @@ def _autoencoder(x, bottleneck):
     x = layers.UpSampling2D(2)(x)
     x = _conv_bn_relu(x, 64)
     x = layers.UpSampling2D(2)(x)
-    return _conv_bn_relu(x, 32)
+    return _conv_bn_relu(x, width)
 
 
-def _chapter_autoencoder(x, bottleneck):
+def _chapter_autoencoder(x, bottleneck, width: int):
     """The chapter's `img_generator` as it was published: BatchNorm (Keras 2's, see Keras2BatchNormalization) in
-    the encoder only, and no 32-filter layer before the output."""
+    the encoder only, and no 32-filter layer before the output (so `width` must be the chapter's 32: config checks)."""
     for filters in (32, 64):
         x = layers.Conv2D(filters, 3, padding="same")(x)
         x = layers.Activation("relu")(Keras2BatchNormalization()(x))
@@ -140,17 +141,19 @@ def _chapter_autoencoder(x, bottleneck):
     return layers.UpSampling2D(2)(x)
 
 
-def _unet(x, bottleneck):
-    """The same encoder and decoder with skip connections, so the decoder sees the known pixels at full detail."""
-    skip28 = _conv_bn_relu(x, 32)
+def _unet(x, bottleneck, width: int):
+    """The same encoder and decoder with skip connections, so the decoder sees the known pixels at full detail.
+    The two full-resolution layers (`width` filters) cost most of the time: a 28x28 map is 4x a 14x14 one."""
+    skip28 = _conv_bn_relu(x, width)
     skip14 = _conv_bn_relu(layers.AveragePooling2D(2)(skip28), 64)
     x = _conv_bn_relu(layers.AveragePooling2D(2)(skip14), 128)
     x = bottleneck(_conv_bn_relu(x, 128))
     x = _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip14]), 64)
-    return _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip28]), 32)
+    return _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip28]), width)
 
 
-def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False) -> keras.Model:
+def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False,
+                    width: int = 32) -> keras.Model:
     """`kind` body ("autoencoder" = the classic, or "unet"), tanh output.
 
     mask_channel: the body also sees where the hole is; without it the generator is blind (named
@@ -159,12 +162,12 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
     hole; blind, those of its own damage head (layer DAMAGE, a per-pixel probability read from the last
     features), so that pixels it finds intact pass through as they came (VCNet's road to blind inpainting).
     digit_reader: the decoder draws from the generator's own reading of the digit (layer DIGIT_READING, see
-    `_read_digit`).
+    `_read_digit`). width: the filters of the full-resolution layers (gan.width).
     """
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     image, hole = inputs[..., :1], inputs[..., 1:]
     body = {"chapter": _chapter_autoencoder, "autoencoder": _autoencoder, "unet": _unet}[kind]
-    x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck))
+    x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck), width)
     # Outputs in float32 under any dtype policy: the composite must copy the known pixels bit for bit.
     restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored", dtype="float32")(x)
     if composite and not mask_channel:
