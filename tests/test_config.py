@@ -88,6 +88,10 @@ def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_reci
         ("gan", "reader_weight", -0.5, "gan.reader_weight: must be >= 0, got -0.5"),
         ("gan", "ema", 1, "gan.ema: must be in [0, 1) (0 = no averaging), got 1.0"),
         ("gan", "precision", "float16", "gan.precision: unknown precision 'float16'; allowed values are float32, mixed_bfloat16"),
+        ("gan", "lr_schedule", "onecycle", "gan.lr_schedule: unknown schedule 'onecycle'; allowed values are constant, cosine"),
+        ("gan", "warmup_steps", -1, "gan.warmup_steps: must be >= 0, got -1"),
+        ("gan", "adversarial_warmup", 0.5, "gan.adversarial_warmup: must be an integer, got 0.5"),
+        ("gan", "width", 0, "gan.width: must be > 0, got 0"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(section, key, value, message):
@@ -145,3 +149,10 @@ def test_stage_exits_nonzero_before_touching_outputs(tmp_path):
     assert "Traceback" not in result.stderr
     assert hashlib.sha256((masked / "train.npz").read_bytes()).hexdigest() == before
     assert sorted(p.name for p in masked.iterdir()) == ["train.npz"]
+
+
+def test_the_chapter_generator_keeps_its_width():
+    raw = with_value("gan", "generator", "chapter")
+    raw["gan"]["width"] = 16
+    with pytest.raises(ParamsError, match="gan.width: the chapter's generator has 32 filters at full resolution, got 16"):
+        parse_params(raw)

@@ -334,3 +334,38 @@ def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels
     found = keras.Model(generator.input, generator.get_layer(DAMAGE).output)(generator_input(test_masked)).numpy()[..., 0]
     lost = test_holes & (test_images > 0)
     assert found[lost].mean() > 2 * found[~test_holes].mean()
+
+
+def test_width_sets_the_filters_of_the_full_resolution_layers():
+    for kind in ("autoencoder", "unet"):
+        convs = [layer for layer in build_generator(kind, False, True, width=16).layers
+                 if isinstance(layer, keras.layers.Conv2D) and layer.output.shape[1] == 28]
+        assert [c.filters for c in convs] == [16, 16, 1, 1]  # the body's two, then the restoration and the damage head
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_the_learning_rate_warms_up_linearly_then_holds_or_follows_a_cosine_to_zero(schedule):
+    import dataclasses
+
+    from pipeline.train_gan import learning_rate
+
+    g = dataclasses.replace(load_params(ROOT / "params.yaml").gan, lr_schedule=schedule, warmup_steps=10)
+    rate = learning_rate(g, 1e-3, total_steps=110)
+    at = {step: float(rate(step)) for step in (0, 5, 10, 60, 110)}
+    assert at[0] == 0.0 and at[5] == pytest.approx(5e-4) and at[10] == pytest.approx(1e-3)
+    if schedule == "constant":
+        assert at[60] == pytest.approx(1e-3) and at[110] == pytest.approx(1e-3)
+    else:
+        assert at[60] == pytest.approx(5e-4) and at[110] == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(dataclasses.replace(g, lr_schedule="constant", warmup_steps=0), 1e-3, 110) == 1e-3
+
+
+def test_the_adversarial_term_joins_g_s_loss_after_the_warm_up(batch):
+    masked, holes, clean = batch
+    generator = build_generator("autoencoder", False, False)
+    gan = RestorationGAN(generator, build_discriminator("global"), 0.9, recon_weight=1.0, adversarial_warmup=2)
+    gan.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
+    step = (generator_input(masked, None), (clean, LABELS, holes.astype(np.float32)))
+    logs = [{k: float(v) for k, v in gan.train_step(step).items()} for _ in range(3)]
+    assert [log["g_loss"] == pytest.approx(log["l1"], rel=1e-6) for log in logs] == [True, True, False]
+    assert logs[2]["g_loss"] > logs[2]["l1"]  # the adversarial BCE is positive

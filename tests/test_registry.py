@@ -75,6 +75,10 @@ def test_the_pipeline_registers_its_models(tiny_repo, tiny_store):
 
     classifier_model = client.get_logged_model(get_model_info(f"models:/{NAMES[1]}/1").model_id)
     assert {"val_accuracy", "val_loss"} <= {m.key for m in classifier_model.metrics}  # the run's metrics attached
+    chain_model = client.get_logged_model(chain_info.model_id)  # evaluate's, linked as they are logged
+    chain_metrics = {m.key: m.value for m in chain_model.metrics}
+    assert chain_metrics["accuracy_restored"] == json.loads((tiny_repo / "results/metrics.json").read_text())["accuracy"]["restored"]
+    assert len(chain_metrics) == len(client.get_run(chain_info.run_id).data.metrics)
     assert classifier[0].run_id and client.get_run(classifier[0].run_id).data.tags["dvc_stage"] == "train_classifier"
 
 

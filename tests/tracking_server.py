@@ -43,6 +43,7 @@ def write_auth_config(directory: Path) -> Path:
         f"database_uri = sqlite:///{directory / 'basic_auth.db'}\n"
         f"admin_username = {ADMIN.username}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 300\n"
     )
     return path
 

@@ -26,6 +26,7 @@ import mlflow
 import mlflow.keras
 import numpy as np
 import tensorflow as tf
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
@@ -176,9 +177,10 @@ def promote_if_better(client: MlflowClient, version, recovered: float | None, co
     return f"{name} v{version.version}: champion (recovered {recovered:.4f}; before: {was})"
 
 
-def record_evaluation(params: Params, result: dict, clean, masked, holes) -> list[str]:
+def record_evaluation(params: Params, result: dict, clean, masked, holes) -> tuple[ModelVersion, list[str]]:
     """From evaluate's active run: find (or log) the generator version of data/gan, log and register the
-    chain, tag both with evaluate's numbers, and move `champion` where they beat it. Returns the decisions."""
+    chain, tag both with evaluate's numbers, and move `champion` where they beat it. Returns the chain's version
+    and the decisions."""
     client = MlflowClient()
     dataset = params.data.dataset
     generator = find_version(client, model_name("generator", dataset), paths.GENERATOR_MODEL)
@@ -198,4 +200,4 @@ def record_evaluation(params: Params, result: dict, clean, masked, holes) -> lis
         for key, value in tags.items():
             client.set_model_version_tag(version.name, version.version, key, value)
     context = comparison_context(params)
-    return [promote_if_better(client, v, result["recovered_fraction"], context) for v in (generator, chain)]
+    return chain, [promote_if_better(client, v, result["recovered_fraction"], context) for v in (generator, chain)]
