@@ -197,6 +197,8 @@ def contenders(args) -> dict:
         if name in chosen:
             raise SystemExit(f"--variant {name}: the name is taken; give each variant a name of its own")
         chosen[name] = (params_with_overrides([*args.set, *overrides]), False)
+    if not chosen:
+        raise SystemExit("nothing to race: name --recipes, a --variant, or both")
     return chosen
 
 
@@ -217,7 +219,8 @@ def measure(args, raw_dir: Path, held_out: HeldOut, judge) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES),
+                        help="the recipes to race (none: only the --variant ones)")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
                         help="also race the default with these params overridden, under NAME (repeatable)")
     parser.add_argument("--every", type=int, default=100, help="score every N iterations")
