@@ -202,14 +202,14 @@ def contenders(args) -> dict:
     return chosen
 
 
-def measure(args, raw_dir: Path, held_out: HeldOut, judge) -> dict:
-    """Train each recipe with the clock on; its records per recipe."""
+def measure(racers: dict, every: int, raw_dir: Path, held_out: HeldOut, judge) -> dict:
+    """Train each of `racers` (from `contenders`) with the clock on; its records per recipe."""
     runs = {}
-    for recipe, (recipe_params, chapter_box) in contenders(args).items():
+    for recipe, (recipe_params, chapter_box) in racers.items():
         data, mask = training_split(recipe_params, raw_dir, chapter_box)
         run_params = dataclasses.replace(recipe_params, mask=mask)
         steps = steps_per_epoch(run_params, len(data.clean))
-        clock = AccuracyClock(held_out, judge, args.every, steps * run_params.gan.epochs)
+        clock = AccuracyClock(held_out, judge, every, steps * run_params.gan.epochs)
         train_gan(run_params, data, [clock])
         runs[recipe] = clock.records
         print(f"{recipe}: {len(clock.records)} scores, final {clock.records[-1][2]:.2%} after "
@@ -233,7 +233,7 @@ def main() -> None:
     args = parser.parse_args()
 
     params = params_with_overrides(args.set)
-    contenders(args)  # a bad override or a taken name fails here, before any training
+    racers = contenders(args)  # a bad override or a taken name fails here, before any training
     raw_dir = CACHE / params.data.dataset
     if not raw_dir.is_dir():
         fetch_dataset(params.data.dataset, raw_dir)
@@ -248,7 +248,7 @@ def main() -> None:
     if args.replot:
         runs = read_csv(table)
     else:
-        runs = measure(args, raw_dir, held_out, judge)
+        runs = measure(racers, args.every, raw_dir, held_out, judge)
         args.out.mkdir(parents=True, exist_ok=True)
         write_csv(runs, table)
     figure = args.out / "time_to_accuracy.png"

@@ -23,18 +23,15 @@ LOOPS = ("compiled", "chapter")
 PRECISIONS = ("float32", "mixed_bfloat16")
 LR_SCHEDULES = ("constant", "cosine")
 CHAPTER_WIDTH = 32  # the filters of the chapter's full-resolution layers
-# The chapter's training as it was published, as overrides of the gan section: its networks, its loop
-# (pipeline/training/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
-# damage. Trained on the chapter's box alone (mask.families.boxes / strokes at weight 0) it reproduces the chapter.
-CHAPTER_RECIPE = dict(loop="chapter", generator="chapter", discriminator="chapter", mask_channel=False,
-                      composite=False, mask_weight=0.0, fresh_damage=False, recon_weight=0.0, class_weight=0.0,
-                      reader_weight=0.0, ema=0.0, epochs=5, batch_size=128, steps_per_epoch=None, lr_g=2e-4,
-                      lr_d=4e-4, lr_schedule="constant", warmup_steps=0, adversarial_warmup=0, width=CHAPTER_WIDTH,
-                      beta1=0.5, real_label=0.9, precision="float32")
 # What the chapter loop leaves out, and the only values it accepts for them (the loop would ignore any other).
 CHAPTER_LOOP_FIXED = dict(generator="chapter", discriminator="chapter", mask_channel=False, composite=False,
                           mask_weight=0.0, fresh_damage=False, recon_weight=0.0, class_weight=0.0, reader_weight=0.0,
                           ema=0.0, lr_schedule="constant", warmup_steps=0, adversarial_warmup=0, width=CHAPTER_WIDTH)
+# The chapter's training as it was published, as overrides of the gan section: its networks, its loop
+# (pipeline/training/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
+# damage. Trained on the chapter's box alone (mask.families.boxes / strokes at weight 0) it reproduces the chapter.
+CHAPTER_RECIPE = dict(CHAPTER_LOOP_FIXED, loop="chapter", epochs=5, batch_size=128, steps_per_epoch=None, lr_g=2e-4,
+                      lr_d=4e-4, beta1=0.5, real_label=0.9, precision="float32")
 GIVEN_HOLE_RECIPE = dict(mask_channel=True, composite=True, mask_weight=0.0)
 IMAGE_SIDE = 28
 NUM_CLASSES = 10  # digits, or Fashion-MNIST's 10 kinds of clothing

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from pipeline.common.config import IMAGE_SIDE, NUM_CLASSES
+from pipeline.common.config import CHAPTER_WIDTH, IMAGE_SIDE, NUM_CLASSES
 
 IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 GENERATOR_INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 2)
@@ -153,7 +153,7 @@ def _unet(x, bottleneck, width: int):
 
 
 def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False,
-                    width: int = 32) -> keras.Model:
+                    width: int = CHAPTER_WIDTH) -> keras.Model:
     """`kind` body ("autoencoder" = the classic, or "unet"), tanh output.
 
     mask_channel: the body also sees where the hole is; without it the generator is blind (named
