@@ -71,6 +71,7 @@ def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_reci
         ("mask", "families", {}, "mask.families: must be a non-empty mapping"),
         ("gan", "mask_weight", -1, "gan.mask_weight: must be >= 0, got -1.0"),
         ("gan", "mask_channel", True, "gan.mask_weight: 1.0 trains a damage head, which only a blind restorer that composites has"),
+        ("gan", "damage_threshold", 1, "gan.damage_threshold: must be in [0, 1) (0 = the soft composite), got 1.0"),
         ("gan", "fresh_damage", "no", "gan.fresh_damage: must be true or false, got 'no'"),
         ("gan", "lr_g", 0, "gan.lr_g: must be > 0, got 0"),
         ("gan", "lr_d", -1e-4, "gan.lr_d: must be > 0"),
@@ -98,6 +99,14 @@ def test_bad_values_name_the_key_and_what_is_allowed(section, key, value, messag
     with pytest.raises(ParamsError) as error:
         parse_params(with_value(section, key, value))
     assert message in str(error.value)
+
+
+def test_a_damage_threshold_needs_the_blind_composite():
+    raw = default()
+    raw["gan"].update(mask_channel=True, mask_weight=0.0, damage_threshold=0.7)
+    with pytest.raises(ParamsError, match="gan.damage_threshold: 0.7 thresholds a damage head, which only a blind "
+                                          "restorer that composites has .*got mask_channel true, composite true"):
+        parse_params(raw)
 
 
 def test_misspelled_key_lists_the_allowed_ones():

@@ -25,8 +25,8 @@ LR_SCHEDULES = ("constant", "cosine")
 CHAPTER_WIDTH = 32  # the filters of the chapter's full-resolution layers
 # What the chapter loop leaves out, and the only values it accepts for them (the loop would ignore any other).
 CHAPTER_LOOP_FIXED = dict(generator="chapter", discriminator="chapter", mask_channel=False, composite=False,
-                          mask_weight=0.0, fresh_damage=False, recon_weight=0.0, class_weight=0.0, reader_weight=0.0,
-                          ema=0.0, lr_schedule="constant", warmup_steps=0, adversarial_warmup=0, width=CHAPTER_WIDTH)
+                          mask_weight=0.0, damage_threshold=0.0, fresh_damage=False, recon_weight=0.0,
+                          class_weight=0.0, reader_weight=0.0, ema=0.0, lr_schedule="constant", warmup_steps=0, adversarial_warmup=0, width=CHAPTER_WIDTH)
 # The chapter's training as it was published, as overrides of the gan section: its networks, its loop
 # (pipeline/training/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
 # damage. Trained on the chapter's box alone (mask.families.boxes / strokes at weight 0) it reproduces the chapter.
@@ -105,6 +105,7 @@ class GanParams:
     mask_channel: bool
     composite: bool
     mask_weight: float
+    damage_threshold: float
     fresh_damage: bool
     discriminator: str
     epochs: int
@@ -319,6 +320,14 @@ def _validate(p: Params) -> None:
         g.mask_weight == 0 or (g.composite and not g.mask_channel),
         f"gan.mask_weight: {g.mask_weight} trains a damage head, which only a blind restorer that composites has "
         f"(gan.mask_channel false, gan.composite true); got mask_channel {str(g.mask_channel).lower()}, "
+        f"composite {str(g.composite).lower()}",
+    )
+    _require(0 <= g.damage_threshold < 1,
+             f"gan.damage_threshold: must be in [0, 1) (0 = the soft composite), got {g.damage_threshold}")
+    _require(
+        g.damage_threshold == 0 or (g.composite and not g.mask_channel),
+        f"gan.damage_threshold: {g.damage_threshold} thresholds a damage head, which only a blind restorer that "
+        f"composites has (gan.mask_channel false, gan.composite true); got mask_channel {str(g.mask_channel).lower()}, "
         f"composite {str(g.composite).lower()}",
     )
     _require(0 <= g.ema < 1, f"gan.ema: must be in [0, 1) (0 = no averaging), got {g.ema}")

@@ -153,7 +153,7 @@ def _unet(x, bottleneck, width: int):
 
 
 def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False,
-                    width: int = CHAPTER_WIDTH) -> keras.Model:
+                    width: int = CHAPTER_WIDTH, damage_threshold: float = 0.0) -> keras.Model:
     """`kind` body ("autoencoder" = the classic, or "unet"), tanh output.
 
     mask_channel: the body also sees where the hole is; without it the generator is blind (named
@@ -162,7 +162,10 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
     hole; blind, those of its own damage head (layer DAMAGE, a per-pixel probability read from the last
     features), so that pixels it finds intact pass through as they came (VCNet's road to blind inpainting).
     digit_reader: the decoder draws from the generator's own reading of the digit (layer DIGIT_READING, see
-    `_read_digit`). width: the filters of the full-resolution layers (gan.width).
+    `_read_digit`). width: the filters of the full-resolution layers (gan.width). damage_threshold (blind
+    composite only, gan.damage_threshold): 0 weighs each pixel by the head's probability; t > 0 replaces a pixel
+    wholly where the probability exceeds t and keeps it otherwise, so a pixel the head is unsure of is left as it
+    came instead of half repainted. Its gradient is the soft composite's (straight-through), so the head still learns.
     """
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     image, hole = inputs[..., :1], inputs[..., 1:]
@@ -175,6 +178,8 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
         # the image through from the first step, and training opens the head where ink is missing.
         hole = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name=DAMAGE, dtype="float32",
                              bias_initializer=keras.initializers.Constant(INTACT_LOGIT))(x)
+        if damage_threshold:
+            hole = hole + ops.stop_gradient(ops.cast(hole > damage_threshold, "float32") - hole)
     if composite:
         restored = hole * restored + (1.0 - hole) * image
     return keras.Model(inputs, restored, name=f"{'' if mask_channel else BLIND_PREFIX}{kind}_generator")
