@@ -94,6 +94,24 @@ class Keras2BatchNormalization(layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
+@keras.saving.register_keras_serializable("digit_restore")
+class DamageAtInference(layers.Layer):
+    """The damage head's map as the composite uses it: its probability in training, and at inference 1 where
+    the probability exceeds `threshold`, 0 elsewhere. A pixel the head is unsure of is then left as it came
+    rather than partly repainted. Training stays soft: trained through a hard composite (straight-through
+    gradient, a002269) the restorer changed more undamaged pixels on strokes, not fewer (docs/recipes.md)."""
+
+    def __init__(self, threshold: float, **kwargs):
+        super().__init__(dtype="float32", **{k: v for k, v in kwargs.items() if k != "dtype"})
+        self.threshold = threshold
+
+    def call(self, probability, training=None):
+        return probability if training else ops.cast(probability > self.threshold, "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
 def _conv_bn_relu(x, filters: int):
     x = layers.Conv2D(filters, 3, padding="same")(x)
     x = layers.BatchNormalization()(x)
@@ -163,9 +181,7 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
     features), so that pixels it finds intact pass through as they came (VCNet's road to blind inpainting).
     digit_reader: the decoder draws from the generator's own reading of the digit (layer DIGIT_READING, see
     `_read_digit`). width: the filters of the full-resolution layers (gan.width). damage_threshold (blind
-    composite only, gan.damage_threshold): 0 weighs each pixel by the head's probability; t > 0 replaces a pixel
-    wholly where the probability exceeds t and keeps it otherwise, so a pixel the head is unsure of is left as it
-    came instead of half repainted. Its gradient is the soft composite's (straight-through), so the head still learns.
+    composite only, gan.damage_threshold): see DamageAtInference; 0 weighs each pixel by the head's probability.
     """
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     image, hole = inputs[..., :1], inputs[..., 1:]
@@ -179,7 +195,7 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
         hole = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name=DAMAGE, dtype="float32",
                              bias_initializer=keras.initializers.Constant(INTACT_LOGIT))(x)
         if damage_threshold:
-            hole = hole + ops.stop_gradient(ops.cast(hole > damage_threshold, "float32") - hole)
+            hole = DamageAtInference(damage_threshold)(hole)
     if composite:
         restored = hole * restored + (1.0 - hole) * image
     return keras.Model(inputs, restored, name=f"{'' if mask_channel else BLIND_PREFIX}{kind}_generator")
