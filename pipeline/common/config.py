@@ -26,7 +26,8 @@ CHAPTER_WIDTH = 32  # the filters of the chapter's full-resolution layers
 # What the chapter loop leaves out, and the only values it accepts for them (the loop would ignore any other).
 CHAPTER_LOOP_FIXED = dict(generator="chapter", discriminator="chapter", mask_channel=False, composite=False,
                           mask_weight=0.0, damage_threshold=0.0, fresh_damage=False, recon_weight=0.0,
-                          class_weight=0.0, reader_weight=0.0, ema=0.0, lr_schedule="constant", warmup_steps=0, adversarial_warmup=0, width=CHAPTER_WIDTH)
+                          class_weight=0.0, reader_weight=0.0, ema=0.0, lr_schedule="constant", warmup_steps=0,
+                          adversarial_warmup=0, width=CHAPTER_WIDTH)
 # The chapter's training as it was published, as overrides of the gan section: its networks, its loop
 # (pipeline/training/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
 # damage. Trained on the chapter's box alone (mask.families.boxes / strokes at weight 0) it reproduces the chapter.
