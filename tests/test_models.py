@@ -341,8 +341,8 @@ def test_a_damage_threshold_replaces_a_pixel_wholly_or_not_at_all_at_inference_a
     inputs = generator_input(masked)
     generator = build_generator("unet", False, True, damage_threshold=0.5)
     generator.get_layer(DAMAGE).bias.assign([0.0])  # the head unsure everywhere: probabilities on both sides of 0.5
-    probability = keras.Model(generator.input, generator.get_layer(DAMAGE).output)(inputs).numpy()
-    raw = keras.Model(generator.input, generator.get_layer("restored").output)(inputs).numpy()
+    parts = keras.Model(generator.input, [generator.get_layer(DAMAGE).output, generator.get_layer("restored").output])
+    probability, raw = (x.numpy() for x in parts(inputs))
     found = probability > 0.5
     assert 0 < found.mean() < 1
     generator.save(tmp_path / "g.keras")
@@ -350,7 +350,6 @@ def test_a_damage_threshold_replaces_a_pixel_wholly_or_not_at_all_at_inference_a
         restored = model(inputs).numpy()
         np.testing.assert_array_equal(restored[~found], masked[~found])  # kept as it came, not partly repainted
         np.testing.assert_allclose(restored[found], raw[found], atol=1e-6)  # replaced wholly
-    parts = keras.Model(generator.input, [generator.get_layer(DAMAGE).output, generator.get_layer("restored").output])
     p, drawn = (x.numpy() for x in parts(inputs, training=True))
     np.testing.assert_allclose(generator(inputs, training=True).numpy(), p * drawn + (1 - p) * masked, atol=1e-5)
 

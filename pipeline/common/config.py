@@ -200,6 +200,17 @@ def _require(condition: bool, message: str) -> None:
         raise ParamsError(message)
 
 
+def _require_damage_head(g: GanParams, key: str, does: str) -> None:
+    """A non-zero gan.`key` acts on the damage head, which only the blind generator that composites has."""
+    value = getattr(g, key)
+    _require(
+        value == 0 or (g.composite and not g.mask_channel),
+        f"gan.{key}: {value} {does} a damage head, which only a blind restorer that composites has "
+        f"(gan.mask_channel false, gan.composite true); got mask_channel {str(g.mask_channel).lower()}, "
+        f"composite {str(g.composite).lower()}",
+    )
+
+
 def _validate_damage(key: str, d: Damage) -> None:
     _require(d.weight >= 0, f"{key}.weight: must be >= 0, got {d.weight}")
     _require(d.count_min >= 1, f"{key}.count_min: must be >= 1, got {d.count_min}")
@@ -317,20 +328,10 @@ def _validate(p: Params) -> None:
     _require(g.class_weight >= 0, f"gan.class_weight: must be >= 0, got {g.class_weight}")
     _require(g.reader_weight >= 0, f"gan.reader_weight: must be >= 0, got {g.reader_weight}")
     _require(g.mask_weight >= 0, f"gan.mask_weight: must be >= 0, got {g.mask_weight}")
-    _require(
-        g.mask_weight == 0 or (g.composite and not g.mask_channel),
-        f"gan.mask_weight: {g.mask_weight} trains a damage head, which only a blind restorer that composites has "
-        f"(gan.mask_channel false, gan.composite true); got mask_channel {str(g.mask_channel).lower()}, "
-        f"composite {str(g.composite).lower()}",
-    )
+    _require_damage_head(g, "mask_weight", "trains")
     _require(0 <= g.damage_threshold < 1,
              f"gan.damage_threshold: must be in [0, 1) (0 = the soft composite), got {g.damage_threshold}")
-    _require(
-        g.damage_threshold == 0 or (g.composite and not g.mask_channel),
-        f"gan.damage_threshold: {g.damage_threshold} thresholds a damage head, which only a blind restorer that "
-        f"composites has (gan.mask_channel false, gan.composite true); got mask_channel {str(g.mask_channel).lower()}, "
-        f"composite {str(g.composite).lower()}",
-    )
+    _require_damage_head(g, "damage_threshold", "thresholds")
     _require(0 <= g.ema < 1, f"gan.ema: must be in [0, 1) (0 = no averaging), got {g.ema}")
 
     e = p.evaluate
