@@ -1,7 +1,7 @@
 """Training and restoration speed: the chapter's loop against the project's compiled train step.
 
     python benchmarks/speed.py [--iterations 30] [--warmup 5] [--intra 0] [--inter 0] [--jit-compile] [--floor]
-        [--variants chapter classic classic-bf16 default default-fp32]
+        [--variants chapter classic classic-bf16 default default-fp32 default-bf16]
 
 In one process, on the same random batches of 128 images, times
   (a) the chapter's loop: generator.predict, discriminator.train_on_batch on 256 images,
@@ -34,6 +34,7 @@ from pipeline.images.masks import MaskedSplit
 from pipeline.scoring.inference import forward
 from pipeline.train_gan import build_gan
 from pipeline.training import chapter_loop as chapter_loop_module
+from pipeline.training.precision import resolve as resolve_precision
 from pipeline.training.models import build_discriminator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,7 @@ VARIANTS = {
     "classic-bf16": ("(b) train_step, classic recipe, mixed bfloat16", project_step, "classic", "mixed_bfloat16", False),
     "default": ("(b) train_step, default recipe (params.yaml)", project_step, "default", None, False),
     "default-fp32": ("(b) train_step, default recipe in float32", project_step, "default", "float32", False),
+    "default-bf16": ("(b) train_step, default recipe in mixed bfloat16", project_step, "default", "mixed_bfloat16", False),
 }
 
 
@@ -199,7 +201,9 @@ def main() -> None:
     floors = []
     for variant in args.variants:
         name, run, recipe, precision, chapter_style = VARIANTS[variant]
-        gan_params = dataclasses.replace(recipes[recipe], precision=precision or recipes[recipe].precision)
+        gan_params = dataclasses.replace(recipes[recipe],
+                                         precision=resolve_precision(precision or recipes[recipe].precision))
+        name = name if precision else f"{name}, {gan_params.precision}"  # what params.yaml's precision resolved to
         peak = peaks["bfloat16" if gan_params.precision == "mixed_bfloat16" else "float32"]
         xla = {"jit_compile": args.jit_compile} if run is project_step else {}
         seconds, generator = run(gan_params, batches, args.iterations, args.warmup, **xla)

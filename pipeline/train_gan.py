@@ -34,7 +34,7 @@ from pipeline.images import figures
 from pipeline.images.masks import TRAINING_STREAM, MaskedSplit, apply_masks, draw_damage
 from pipeline.mask import load_masked_split
 from pipeline.serving import registry
-from pipeline.training import chapter_loop, checkpoint
+from pipeline.training import chapter_loop, checkpoint, precision
 from pipeline.training.gan import LOSS_NAMES, RestorationGAN
 from pipeline.training.models import (
     GENERATOR_INPUT_SHAPE,
@@ -190,7 +190,7 @@ def learning_rate(g: GanParams, peak: float, total_steps: int):
 
 def build_gan(g: GanParams, total_steps: int) -> RestorationGAN:
     """The recipe of params.gan with its Adam optimisers, ready to train for `total_steps` iterations."""
-    with dtype_policy(g.precision):
+    with dtype_policy(precision.resolve(g.precision)):
         generator = build_generator(g.generator, g.mask_channel, g.composite, digit_reader=g.reader_weight > 0,
                                     width=g.width, damage_threshold=g.damage_threshold)
         discriminator = build_discriminator(g.discriminator, class_head=g.class_weight > 0)
@@ -241,13 +241,14 @@ def train(
 
 def training_fingerprint(params: Params, data: MaskedSplit) -> str:
     """What a checkpoint must have been made with to be resumed: params.gan and params.mask (the damage it
-    draws), the training images, the code that trains on them and the Keras / TensorFlow versions."""
+    draws), the precision it computes in here, the training images, the code that trains on them and the Keras /
+    TensorFlow versions."""
     sources = (__file__, pipeline.training.gan.__file__, pipeline.training.models.__file__, pipeline.images.masks.__file__, checkpoint.__file__,
-               chapter_loop.__file__)
+               chapter_loop.__file__, precision.__file__)
     code = [Path(source).read_bytes() for source in sources]
     return checkpoint.fingerprint(
-        dataclasses.asdict(params.gan), dataclasses.asdict(params.mask), data.masked, data.holes, data.clean,
-        data.labels, data.skeleton, *code, keras.__version__, tf.__version__,
+        dataclasses.asdict(params.gan), precision.resolve(params.gan.precision), dataclasses.asdict(params.mask),
+        data.masked, data.holes, data.clean, data.labels, data.skeleton, *code, keras.__version__, tf.__version__,
     )
 
 
@@ -258,6 +259,9 @@ def main(params: Params) -> None:
     fingerprint = training_fingerprint(params, data)
     resume = checkpoint.load(paths.GAN_CHECKPOINT, fingerprint)
     with tracking.stage_run(params, "train_gan", "gan") as (client, run_id, parent_id):
+        computes_in = precision.resolve(g.precision)
+        mlflow.set_tag("gan_precision", computes_in)
+        print(f"gan.precision {g.precision}: computing in {computes_in}")
         if resume:
             # The epochs done before the interruption, logged once here: the killed run keeps its own copy.
             print(f"resuming from the checkpoint of epoch {resume.epoch}/{g.epochs}")

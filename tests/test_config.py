@@ -88,7 +88,7 @@ def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_reci
         ("gan", "class_weight", -1, "gan.class_weight: must be >= 0, got -1"),
         ("gan", "reader_weight", -0.5, "gan.reader_weight: must be >= 0, got -0.5"),
         ("gan", "ema", 1, "gan.ema: must be in [0, 1) (0 = no averaging), got 1.0"),
-        ("gan", "precision", "float16", "gan.precision: unknown precision 'float16'; allowed values are float32, mixed_bfloat16"),
+        ("gan", "precision", "float16", "gan.precision: unknown precision 'float16'; allowed values are auto, float32, mixed_bfloat16"),
         ("gan", "lr_schedule", "onecycle", "gan.lr_schedule: unknown schedule 'onecycle'; allowed values are constant, cosine"),
         ("gan", "warmup_steps", -1, "gan.warmup_steps: must be >= 0, got -1"),
         ("gan", "adversarial_warmup", 0.5, "gan.adversarial_warmup: must be an integer, got 0.5"),

@@ -15,6 +15,7 @@ from conftest import run, write_params
 from mlflow.tracking import MlflowClient
 
 from pipeline.scoring.damage_table import FAMILIES
+from pipeline.training import precision
 
 STAGES = ["download", "mask", "train_classifier", "train_gan", "evaluate"]
 
@@ -122,6 +123,7 @@ def test_mlflow_holds_parent_and_stage_runs(tiny_repo):
 
     gan = by_stage["train_gan"]
     assert gan.data.params["gan.epochs"] == "2"
+    assert gan.data.tags["gan_precision"] == precision.resolve(gan.data.params["gan.precision"])  # what auto chose here
     client = client_for(tiny_repo)
     history = client.get_metric_history(gan.info.run_id, "d_loss")
     assert [m.step for m in history] == list(range(6))  # 2 epochs x 3 iterations, step = global iteration

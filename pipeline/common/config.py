@@ -20,7 +20,7 @@ DATASETS = ("mnist", "fashion-mnist")
 GENERATORS = ("chapter", "autoencoder", "unet")
 DISCRIMINATORS = ("chapter", "global", "patch")
 LOOPS = ("compiled", "chapter")
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # auto: pipeline/training/precision.py
 LR_SCHEDULES = ("constant", "cosine")
 CHAPTER_WIDTH = 32  # the filters of the chapter's full-resolution layers
 # What the chapter loop leaves out, and the only values it accepts for them (the loop would ignore any other).

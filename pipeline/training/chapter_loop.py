@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.common.config import GanParams, Params
 from pipeline.images.masks import MaskedSplit
-from pipeline.training import checkpoint
+from pipeline.training import checkpoint, precision
 from pipeline.training.gan import LOSS_NAMES
 from pipeline.training.models import (
     GENERATOR_INPUT_SHAPE,
@@ -53,7 +53,7 @@ class ChapterGAN:
 
 def build(g: GanParams) -> ChapterGAN:
     """The chapter's generator and discriminator, each compiled with binary cross-entropy and its Adam."""
-    with dtype_policy(g.precision):
+    with dtype_policy(precision.resolve(g.precision)):
         generator = build_generator(g.generator, mask_channel=False, composite=False)
         discriminator = build_discriminator(g.discriminator)
     d_optimizer = keras.optimizers.Adam(g.lr_d, beta_1=g.beta1)
