@@ -1,11 +1,11 @@
 """Which compute precision `gan.precision: auto` trains in on this machine.
 
 bfloat16 maths pay only where the hardware has bfloat16 units. On a CPU without them TensorFlow emulates each
-bfloat16 op: measured on an AVX2-only AMD EPYC (family 23), the default recipe's train step took 20.0 s per 128
-images in mixed_bfloat16 against 2.67 s in float32 (`benchmarks/speed.py --variants default default-fp32`),
-so a default `dvc repro` there would train for hours. With bfloat16 units (AVX512_BF16 or AMX) mixed_bfloat16 is
-1.33x faster than float32 (docs/benchmarks.md). `auto` picks mixed_bfloat16 where every device that trains has
-them and float32 elsewhere; what it picked is printed and logged with the run (tag `gan_precision`).
+bfloat16 op: on an AVX2-only AMD EPYC (family 23) the default recipe's train step was 4.9-7.5x slower in
+mixed_bfloat16 than in float32 (docs/benchmarks.md, "On a CPU without bfloat16 units"), so a default `dvc repro`
+there would train for hours. With bfloat16 units (AVX512_BF16 or AMX) mixed_bfloat16 is 1.33x faster than
+float32. `auto` picks mixed_bfloat16 where every device that trains has them and float32 elsewhere; what it
+picked is printed and logged with the run (tag `gan_precision`).
 """
 
 from __future__ import annotations
