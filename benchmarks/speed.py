@@ -34,8 +34,8 @@ from pipeline.images.masks import MaskedSplit
 from pipeline.scoring.inference import forward
 from pipeline.train_gan import build_gan
 from pipeline.training import chapter_loop as chapter_loop_module
-from pipeline.training.precision import resolve as resolve_precision
 from pipeline.training.models import build_discriminator
+from pipeline.training.precision import resolve as resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 128

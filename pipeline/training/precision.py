@@ -17,9 +17,10 @@ import tensorflow as tf
 AUTO = "auto"
 BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # as /proc/cpuinfo names them on Linux
 BFLOAT16_GPU_CAPABILITY = (8, 0)  # NVIDIA Ampere and later compute in bfloat16 natively
+CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo; none where there is no such file (not Linux)."""
     try:
         text = cpuinfo.read_text()
@@ -29,7 +30,7 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
                      for flag in line.partition(":")[2].split())
 
 
-def has_bfloat16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def has_bfloat16_units(cpuinfo: Path = CPUINFO) -> bool:
     """True where the devices TensorFlow trains on compute bfloat16 natively: every visible GPU is Ampere or later,
     or, with no GPU, the CPU has AVX512_BF16 or AMX."""
     gpus = tf.config.list_physical_devices("GPU")
@@ -39,7 +40,7 @@ def has_bfloat16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return bool(BFLOAT16_CPU_FLAGS & cpu_flags(cpuinfo))
 
 
-def resolve(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+def resolve(precision: str, cpuinfo: Path = CPUINFO) -> str:
     """`precision` itself, or for `auto` mixed_bfloat16 where the hardware has bfloat16 units and float32 elsewhere."""
     if precision != AUTO:
         return precision
