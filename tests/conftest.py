@@ -28,6 +28,20 @@ TINY_OVERRIDES = {
 }
 
 
+# Session fixtures that run the tiny pipeline, each worth a minute or more of CI.
+SHARED_REPOS = ("swept_repo", "team_repo", "tiny_repo")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Group the tests for pytest-xdist's `--dist=loadgroup` (pyproject.toml): each worker builds the session
+    and module fixtures its own tests need, so the tests of one shared repository fixture, and otherwise of one
+    module, run on one worker and each fixture is built once. Runs before xdist reads the groups."""
+    for item in items:
+        shared = next((name for name in SHARED_REPOS if name in item.fixturenames), None)
+        item.add_marker(pytest.mark.xdist_group(shared or item.module.__name__))
+
+
 def mirror_dir() -> Path:
     """The offline dataset mirror: $DIGIT_RESTORE_MIRROR (relative to the repo root), else ../shared/datasets."""
     path = Path(os.environ.get("DIGIT_RESTORE_MIRROR", "../shared/datasets"))
