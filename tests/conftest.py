@@ -36,8 +36,11 @@ SHARED_REPOS = ("swept_repo", "team_repo", "tiny_repo")
 def pytest_collection_modifyitems(items):
     """Group the tests for pytest-xdist's `--dist=loadgroup` (pyproject.toml): each worker builds the session
     and module fixtures its own tests need, so the tests of one shared repository fixture, and otherwise of one
-    module, run on one worker and each fixture is built once. Runs before xdist reads the groups."""
+    module, run on one worker and each fixture is built once. A module that names its group itself keeps it.
+    Runs before xdist reads the groups."""
     for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
         shared = next((name for name in SHARED_REPOS if name in item.fixturenames), None)
         item.add_marker(pytest.mark.xdist_group(shared or item.module.__name__))
 

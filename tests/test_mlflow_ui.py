@@ -38,6 +38,8 @@ pytestmark = [
         bool(MISSING) and os.environ.get("DIGIT_RESTORE_REQUIRE_BROWSER") != "1",
         reason=f"no {' and no '.join(MISSING)} on PATH (Debian: apt-get install chromium chromium-driver)",
     ),
+    # store() asks for team_repo only at run time, which conftest's grouping cannot see: on team_repo's worker.
+    pytest.mark.xdist_group("team_repo"),
 ]
 
 SCREENSHOTS = ROOT / "test-artifacts" / "mlflow-ui"
