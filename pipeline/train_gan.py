@@ -192,7 +192,7 @@ def build_gan(g: GanParams, total_steps: int) -> RestorationGAN:
     """The recipe of params.gan with its Adam optimisers, ready to train for `total_steps` iterations."""
     with dtype_policy(precision.resolve(g.precision)):
         generator = build_generator(g.generator, g.mask_channel, g.composite, digit_reader=g.reader_weight > 0,
-                                    width=g.width, damage_threshold=g.damage_threshold)
+                                    width=g.width, damage_threshold=g.damage_threshold, encoder_depth=g.encoder_depth)
         discriminator = build_discriminator(g.discriminator, class_head=g.class_weight > 0)
     gan = RestorationGAN(
         generator, discriminator, g.real_label, g.recon_weight, g.class_weight, g.reader_weight, g.mask_weight,

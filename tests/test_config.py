@@ -93,6 +93,7 @@ def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_reci
         ("gan", "warmup_steps", -1, "gan.warmup_steps: must be >= 0, got -1"),
         ("gan", "adversarial_warmup", 0.5, "gan.adversarial_warmup: must be an integer, got 0.5"),
         ("gan", "width", 0, "gan.width: must be > 0, got 0"),
+        ("gan", "encoder_depth", 0, "gan.encoder_depth: must be > 0, got 0"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(section, key, value, message):
@@ -164,4 +165,11 @@ def test_the_chapter_generator_keeps_its_width():
     raw = with_value("gan", "generator", "chapter")
     raw["gan"]["width"] = 16
     with pytest.raises(ParamsError, match="gan.width: the chapter's generator has 32 filters at full resolution, got 16"):
+        parse_params(raw)
+
+
+def test_the_chapter_generator_keeps_its_depth():
+    raw = with_value("gan", "generator", "chapter")
+    raw["gan"]["encoder_depth"] = 2
+    with pytest.raises(ParamsError, match="gan.encoder_depth: the chapter's generator has one conv at each pooled resolution, got 2"):
         parse_params(raw)

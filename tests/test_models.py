@@ -361,6 +361,17 @@ def test_width_sets_the_filters_of_the_full_resolution_layers():
         assert [c.filters for c in convs] == [16, 16, 1, 1]  # the body's two, then the restoration and the damage head
 
 
+def test_encoder_depth_sets_the_convs_at_each_pooled_resolution_before_the_bottleneck():
+    for kind in ("autoencoder", "unet"):
+        for depth in (1, 3):
+            generator = build_generator(kind, False, True, encoder_depth=depth)
+            convs = [layer.output.shape[1] for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)]
+            first_at_7 = convs.index(7)
+            assert convs[:first_at_7].count(14) == depth  # the encoder's at 14 pixels
+            assert convs.count(7) == depth + 1  # the encoder's at 7 pixels, then the bottleneck's
+            assert convs[first_at_7:].count(14) == 1  # the decoder's
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_the_learning_rate_warms_up_linearly_then_holds_or_follows_a_cosine_to_zero(schedule):
     import dataclasses

@@ -27,7 +27,7 @@ CHAPTER_WIDTH = 32  # the filters of the chapter's full-resolution layers
 CHAPTER_LOOP_FIXED = dict(generator="chapter", discriminator="chapter", mask_channel=False, composite=False,
                           mask_weight=0.0, damage_threshold=0.0, fresh_damage=False, recon_weight=0.0,
                           class_weight=0.0, reader_weight=0.0, ema=0.0, lr_schedule="constant", warmup_steps=0,
-                          adversarial_warmup=0, width=CHAPTER_WIDTH)
+                          adversarial_warmup=0, width=CHAPTER_WIDTH, encoder_depth=1)
 # The chapter's training as it was published, as overrides of the gan section: its networks, its loop
 # (pipeline/training/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
 # damage. Trained on the chapter's box alone (mask.families.boxes / strokes at weight 0) it reproduces the chapter.
@@ -123,6 +123,7 @@ class GanParams:
     reader_weight: float
     adversarial_warmup: int
     width: int
+    encoder_depth: int
     ema: float
     precision: str
     seed: int
@@ -321,6 +322,12 @@ def _validate(p: Params) -> None:
         g.generator != "chapter" or g.width == CHAPTER_WIDTH,
         f"gan.width: the chapter's generator has {CHAPTER_WIDTH} filters at full resolution, got {g.width} "
         "(a width is for gan.generator unet or autoencoder)",
+    )
+    _require(g.encoder_depth > 0, f"gan.encoder_depth: must be > 0, got {g.encoder_depth}")
+    _require(
+        g.generator != "chapter" or g.encoder_depth == 1,
+        f"gan.encoder_depth: the chapter's generator has one conv at each pooled resolution, got {g.encoder_depth} "
+        "(a depth is for gan.generator unet or autoencoder)",
     )
     _require(0 <= g.beta1 < 1, f"gan.beta1: must be in [0, 1), got {g.beta1}")
     _require(0 < g.real_label <= 1, f"gan.real_label: must be in (0, 1], got {g.real_label}")

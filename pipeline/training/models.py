@@ -118,6 +118,13 @@ def _conv_bn_relu(x, filters: int):
     return layers.Activation("relu")(x)
 
 
+def _encoder_convs(x, filters: int, depth: int):
+    """`depth` conv-BN-ReLU layers at one of the encoder's pooled resolutions (gan.encoder_depth)."""
+    for _ in range(depth):
+        x = _conv_bn_relu(x, filters)
+    return x
+
+
 def _read_digit(x):
     """The generator reads the digit from its 7x7 bottleneck (dropout, dense 256, softmax over the 10
     classes) and the reading, embedded as 16 more 7x7 channels, joins the bottleneck: the decoder draws
@@ -130,14 +137,14 @@ def _read_digit(x):
     return layers.Concatenate()([x, layers.Reshape((BOTTLENECK_SIDE, BOTTLENECK_SIDE, 16))(embedded)])
 
 
-def _autoencoder(x, bottleneck, width: int):
+def _autoencoder(x, bottleneck, width: int, depth: int):
     """The chapter's conv autoencoder: 28 -> 14 -> 7 by average pooling, back up by upsampling; `width` filters at
-    full resolution (the chapter: 32)."""
+    full resolution (the chapter: 32), `depth` convs at 14 and 7 pixels before the bottleneck's (the chapter: 1)."""
     x = _conv_bn_relu(x, width)
     x = layers.AveragePooling2D(2)(x)
-    x = _conv_bn_relu(x, 64)
+    x = _encoder_convs(x, 64, depth)
     x = layers.AveragePooling2D(2)(x)
-    x = _conv_bn_relu(x, 128)
+    x = _encoder_convs(x, 128, depth)
     x = bottleneck(_conv_bn_relu(x, 128))
     x = layers.UpSampling2D(2)(x)
     x = _conv_bn_relu(x, 64)
@@ -145,9 +152,10 @@ def _autoencoder(x, bottleneck, width: int):
     return _conv_bn_relu(x, width)
 
 
-def _chapter_autoencoder(x, bottleneck, width: int):
+def _chapter_autoencoder(x, bottleneck, width: int, depth: int):
     """The chapter's `img_generator` as it was published: BatchNorm (Keras 2's, see Keras2BatchNormalization) in
-    the encoder only, and no 32-filter layer before the output (so `width` must be the chapter's 32: config checks)."""
+    the encoder only, and no 32-filter layer before the output (so `width` must be the chapter's 32 and `depth` 1:
+    config checks)."""
     for filters in (32, 64):
         x = layers.Conv2D(filters, 3, padding="same")(x)
         x = layers.Activation("relu")(Keras2BatchNormalization()(x))
@@ -159,19 +167,21 @@ def _chapter_autoencoder(x, bottleneck, width: int):
     return layers.UpSampling2D(2)(x)
 
 
-def _unet(x, bottleneck, width: int):
+def _unet(x, bottleneck, width: int, depth: int):
     """The same encoder and decoder with skip connections, so the decoder sees the known pixels at full detail.
-    The two full-resolution layers (`width` filters) cost most of the time: a 28x28 map is 4x a 14x14 one."""
+    The two full-resolution layers (`width` filters) cost most of the time: a 28x28 map is 4x a 14x14 one.
+    `depth` convs at 14 and at 7 pixels read the digit before the bottleneck's (more of them: a deeper reading
+    at a fraction of a full-resolution layer's cost)."""
     skip28 = _conv_bn_relu(x, width)
-    skip14 = _conv_bn_relu(layers.AveragePooling2D(2)(skip28), 64)
-    x = _conv_bn_relu(layers.AveragePooling2D(2)(skip14), 128)
+    skip14 = _encoder_convs(layers.AveragePooling2D(2)(skip28), 64, depth)
+    x = _encoder_convs(layers.AveragePooling2D(2)(skip14), 128, depth)
     x = bottleneck(_conv_bn_relu(x, 128))
     x = _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip14]), 64)
     return _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip28]), width)
 
 
 def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False,
-                    width: int = CHAPTER_WIDTH, damage_threshold: float = 0.0) -> keras.Model:
+                    width: int = CHAPTER_WIDTH, damage_threshold: float = 0.0, encoder_depth: int = 1) -> keras.Model:
     """`kind` body ("autoencoder" = the classic, or "unet"), tanh output.
 
     mask_channel: the body also sees where the hole is; without it the generator is blind (named
@@ -180,13 +190,15 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
     hole; blind, those of its own damage head (layer DAMAGE, a per-pixel probability read from the last
     features), so that pixels it finds intact pass through as they came (VCNet's road to blind inpainting).
     digit_reader: the decoder draws from the generator's own reading of the digit (layer DIGIT_READING, see
-    `_read_digit`). width: the filters of the full-resolution layers (gan.width). damage_threshold (blind
+    `_read_digit`). width: the filters of the full-resolution layers (gan.width). encoder_depth: the convs at each
+    pooled resolution of the encoder (gan.encoder_depth). damage_threshold (blind
     composite only, gan.damage_threshold): see DamageAtInference; 0 weighs each pixel by the head's probability.
     """
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     image, hole = inputs[..., :1], inputs[..., 1:]
     body = {"chapter": _chapter_autoencoder, "autoencoder": _autoencoder, "unet": _unet}[kind]
-    x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck), width)
+    x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck), width,
+             encoder_depth)
     # Outputs in float32 under any dtype policy: the composite must copy the known pixels bit for bit.
     restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored", dtype="float32")(x)
     if composite and not mask_channel:
