@@ -70,8 +70,9 @@ def main() -> None:
     clean = to_unit_range(test_images)
     generators = {str(path): keras.models.load_model(path) for path in args.score}
     overrides, classic_only = RECIPES["chapter"]
+    if args.chapter_seeds:
+        data, mask = training_split(params, raw, classic_only)  # one draw of the chapter's box for every seed
     for seed in args.chapter_seeds:
-        data, mask = training_split(params, raw, classic_only)
         run = dataclasses.replace(params, gan=dataclasses.replace(params.gan, seed=seed, **overrides), mask=mask)
         steps = steps_per_epoch(run, len(data.clean))
         generators[f"the chapter's recipe, seed {seed}"] = train_gan(
