@@ -63,7 +63,7 @@ def main() -> None:
         fetch_dataset("mnist", raw)
     images, labels = load_split(raw, "train")
     published, history = train_classifier(params.classifier, images, labels, build_published_classifier)
-    readers = {"judge": trained_readers(params, raw)["judge"], "published": published}
+    readers = {"judge": trained_readers(params, raw, ["judge"])["judge"], "published": published}
     print(f"published network: validation accuracy {history['val_accuracy'][-1]:.4f} (the chapter's: 0.9887)")
 
     test_images, test_labels = load_split(raw, "test")

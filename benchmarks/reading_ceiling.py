@@ -74,7 +74,7 @@ def main() -> None:
     raw = CACHE / params.data.dataset
     if not raw.is_dir():
         fetch_dataset(params.data.dataset, raw)
-    judge = trained_readers(params, raw)["judge"]
+    judge = trained_readers(params, raw, ["judge"])["judge"]
     train_images, train_labels = load_split(raw, "train")
     test_images, test_labels = load_split(raw, "test")
     train_clean, train_skeleton = to_unit_range(train_images), skeletons(train_images)

@@ -76,16 +76,21 @@ def training_split(params, raw: Path, classic_only: bool) -> MaskedSplit:
     return MaskedSplit(clean, labels, apply_masks(clean, holes, mask.fill), holes, skeleton), mask
 
 
-def trained_readers(params, raw: Path) -> dict:
-    """The judge and the second reader of `params.classifier`, trained on the dataset's clean training images
-    once and kept under benchmarks/.data (training is seeded and deterministic: the same params make the
-    same readers, so a rerun need not train them again)."""
+READER_BUILDERS = {"judge": build_classifier, "second": build_second_reader}
+
+
+def trained_readers(params, raw: Path, names=tuple(READER_BUILDERS)) -> dict:
+    """The readers `names` (the judge, the second reader) of `params.classifier`, trained on the dataset's clean
+    training images once and kept under benchmarks/.data (training is seeded and deterministic: the same params
+    make the same readers, so a rerun need not train them again). A script that reads with the judge alone
+    names it, and a cold cache does not train the second reader for nothing."""
     import keras
 
     images, labels = load_split(raw, "train")
     key = hashlib.sha256(json.dumps(dataclasses.asdict(params.classifier), sort_keys=True).encode()).hexdigest()[:12]
     readers = {}
-    for name, build in (("judge", build_classifier), ("second", build_second_reader)):
+    for name in names:
+        build = READER_BUILDERS[name]
         path = raw / f"reader-{name}-{key}.keras"
         if not path.is_file():
             train_classifier(params.classifier, images, labels, build)[0].save(path)

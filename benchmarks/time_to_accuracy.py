@@ -237,7 +237,7 @@ def main() -> None:
     raw_dir = CACHE / params.data.dataset
     if not raw_dir.is_dir():
         fetch_dataset(params.data.dataset, raw_dir)
-    judge = trained_readers(params, raw_dir)["judge"]
+    judge = trained_readers(params, raw_dir, ["judge"])["judge"]
     held_out, opencv = held_out_set(params, raw_dir, judge, args.held_out)
     targets = {"chapter": CHAPTER_ACCURACY, "OpenCV NS": opencv,
                "recovered 0.95": held_out.masked_accuracy + RECOVERED_TARGET * (held_out.clean_accuracy - held_out.masked_accuracy)}
