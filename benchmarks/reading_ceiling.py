@@ -1,6 +1,6 @@
 """How well can the damaged digits be read at all? A bound to hold the restoration targets against.
 
-    DIGIT_RESTORE_MIRROR=../shared/datasets python benchmarks/reading_ceiling.py [--epochs 8] [--seed 0]
+    DIGIT_RESTORE_MIRROR=../shared/datasets python benchmarks/reading_ceiling.py [--epochs 8] [--batch-size 128] [--seed 0]
 
 A restorer followed by the judge is itself a reader of the damaged image: whatever it draws, the digit the
 judge reads is a function of the damaged pixels alone. So no restorer can make the judge read more of a
@@ -67,6 +67,8 @@ def damaged_epoch(clean, skeleton, fill: float, seed: int, epoch: int) -> np.nda
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="64 gives the restorer's updates per epoch (gan.batch_size), to compare at equal updates")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -83,13 +85,13 @@ def main() -> None:
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
     reader = build_damage_reader()
-    steps = args.epochs * (len(train_clean) // 128)
+    steps = args.epochs * (len(train_clean) // args.batch_size)
     reader.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
                    "sparse_categorical_crossentropy", metrics=["accuracy"])
     started = time.perf_counter()
     for epoch in range(args.epochs):
         damaged = damaged_epoch(train_clean, train_skeleton, params.mask.fill, args.seed, epoch)
-        reader.fit(damaged, train_labels, batch_size=128, epochs=epoch + 1, initial_epoch=epoch, verbose=2)
+        reader.fit(damaged, train_labels, batch_size=args.batch_size, epochs=epoch + 1, initial_epoch=epoch, verbose=2)
     print(f"trained in {time.perf_counter() - started:.0f} s")
 
     clean_judge = m.accuracy(read(judge, test_clean), test_labels)
