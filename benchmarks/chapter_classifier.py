@@ -50,10 +50,22 @@ def build_published_classifier() -> keras.Model:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chapter-seeds", nargs="*", type=int, default=[], metavar="SEED",
-                        help="train the chapter's recipe on each seed and read its restorations")
-    parser.add_argument("--score", nargs="+", type=Path, default=[], metavar="GENERATOR",
-                        help="also read these saved generators' restorations (.keras)")
+    parser.add_argument(
+        "--chapter-seeds",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="SEED",
+        help="train the chapter's recipe on each seed and read its restorations",
+    )
+    parser.add_argument(
+        "--score",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="GENERATOR",
+        help="also read these saved generators' restorations (.keras)",
+    )
     args = parser.parse_args()
 
     params = params_with_overrides([])
@@ -75,12 +87,17 @@ def main() -> None:
     for seed in args.chapter_seeds:
         run = dataclasses.replace(params, gan=dataclasses.replace(params.gan, seed=seed, **overrides), mask=mask)
         steps = steps_per_epoch(run, len(data.clean))
-        generators[f"the chapter's recipe, seed {seed}"] = train_gan(
-            run, data, [LossProgress(run.gan.epochs, steps)])[0].generator
+        generators[f"the chapter's recipe, seed {seed}"] = train_gan(run, data, [LossProgress(run.gan.epochs, steps)])[
+            0
+        ].generator
     print("\n| images | " + " | ".join(readers) + " |\n|---|" + "---|" * len(readers))
 
     def row(name, images):
-        print(f"| {name} | " + " | ".join(f"{(read(r, images) == test_labels).mean():.2%}" for r in readers.values()) + " |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{(read(r, images) == test_labels).mean():.2%}" for r in readers.values())
+            + " |"
+        )
 
     row("clean", clean)
     for family, holes in damage_table.family_holes(skeletons(test_images), params.mask.seed).items():

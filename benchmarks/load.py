@@ -52,7 +52,7 @@ def phone_numbers(raw: Path, count: int, seed: int = 0) -> list[bytes]:
     for _ in range(count):
         batch = images[rng.choice(len(images), PHONE_DIGITS, replace=False)].copy()
         for image, (row, col) in zip(batch, rng.integers(4, 28 - HOLE - 4, (PHONE_DIGITS, 2))):
-            image[row:row + HOLE, col:col + HOLE] = 0
+            image[row : row + HOLE, col : col + HOLE] = 0
         bodies.append(json.dumps({"inputs": {"image": batch.tolist()}}).encode())
     return bodies
 
@@ -64,13 +64,35 @@ def free_port() -> int:
 
 
 def start_server(model: str, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(), "MLFLOW_DISABLE_TELEMETRY": "true",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking.tracking_uri(),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     with log.open("w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model, "--env-manager", "local",
-             "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                model,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "1",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
@@ -117,10 +139,10 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}/invocations"
     server = start_server(args.model, port, Path(f"/tmp/digit-restore-load-{port}.log"))
     try:
-        for body in bodies[:args.warmup]:
+        for body in bodies[: args.warmup]:
             post(url, body)
         memory = [("after warm-up", server_rss_mib(server))]
-        counted = bodies[args.warmup:]
+        counted = bodies[args.warmup :]
         latencies, failures, lock = [], [], threading.Lock()
         next_index = iter(range(len(counted)))
         started = time.perf_counter()
@@ -151,11 +173,19 @@ def main() -> None:
 
     done = len(latencies)
     p50, p99 = (np.percentile(latencies, q) * 1000 for q in (50, 99))
-    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(
-        ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), "unknown")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+            if line.startswith("Model name")
+        ),
+        "unknown",
+    )
     print(f"machine: {cpu}, {os.cpu_count()} cores; model {args.model}")
-    print(f"{args.clients} clients, {done}/{len(counted)} requests of {PHONE_DIGITS} digits in {wall:.1f} s "
-          f"(limit {args.time_limit:.0f} s); failed: {len(failures)}")
+    print(
+        f"{args.clients} clients, {done}/{len(counted)} requests of {PHONE_DIGITS} digits in {wall:.1f} s "
+        f"(limit {args.time_limit:.0f} s); failed: {len(failures)}"
+    )
     print(f"throughput: {done / wall:.2f} requests/s = {done * PHONE_DIGITS / wall:.1f} digits/s")
     print(f"latency: p50 {p50:.0f} ms, p99 {p99:.0f} ms, mean {statistics.fmean(latencies) * 1000:.0f} ms")
     print("server memory (RSS): " + ", ".join(f"{label} {mib:.0f} MiB" for label, mib in memory))

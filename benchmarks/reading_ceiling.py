@@ -26,7 +26,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
-
 from restoration import CACHE, params_with_overrides, trained_readers
 
 from pipeline.common.config import IMAGE_SIDE, NUM_CLASSES
@@ -67,8 +66,12 @@ def damaged_epoch(clean, skeleton, fill: float, seed: int, epoch: int) -> np.nda
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=128,
-                        help="64 gives the restorer's updates per epoch (gan.batch_size), to compare at equal updates")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=128,
+        help="64 gives the restorer's updates per epoch (gan.batch_size), to compare at equal updates",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -86,8 +89,11 @@ def main() -> None:
     tf.config.experimental.enable_op_determinism()
     reader = build_damage_reader()
     steps = args.epochs * (len(train_clean) // args.batch_size)
-    reader.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
-                   "sparse_categorical_crossentropy", metrics=["accuracy"])
+    reader.compile(
+        keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     started = time.perf_counter()
     for epoch in range(args.epochs):
         damaged = damaged_epoch(train_clean, train_skeleton, params.mask.fill, args.seed, epoch)
@@ -95,8 +101,10 @@ def main() -> None:
     print(f"trained in {time.perf_counter() - started:.0f} s")
 
     clean_judge = m.accuracy(read(judge, test_clean), test_labels)
-    print(f"clean test digits: judge {clean_judge:.2%}, this reader "
-          f"{m.accuracy(read(reader, test_clean), test_labels):.2%}\n")
+    print(
+        f"clean test digits: judge {clean_judge:.2%}, this reader "
+        f"{m.accuracy(read(reader, test_clean), test_labels):.2%}\n"
+    )
     needed = " | ".join(f"judge accuracy for {t}" for t in TARGETS)
     print(f"| family | judge on the damage | this reader on the damage | recovered if read as well | {needed} |")
     print("|---|---|---|---|" + "---|" * len(TARGETS))

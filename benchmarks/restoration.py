@@ -52,8 +52,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".data"
 # (gan overrides, only the chapter's box in training)
 RECIPES = {"blind": ({}, False), "given_hole": (GIVEN_HOLE_RECIPE, False), "chapter": (CHAPTER_RECIPE, True)}
-COLUMNS = ["dataset", "restorer", "seed", "family", "masked", "OpenCV NS (oracle)", "restored", "recovered",
-           "L1 damage (NS)", "L1 damage", "changed outside", "train s"]
+COLUMNS = [
+    "dataset",
+    "restorer",
+    "seed",
+    "family",
+    "masked",
+    "OpenCV NS (oracle)",
+    "restored",
+    "recovered",
+    "L1 damage (NS)",
+    "L1 damage",
+    "changed outside",
+    "train s",
+]
 
 
 def params_with_overrides(overrides: list[str]):
@@ -108,14 +120,23 @@ def rows_of(dataset, restorer, seed, damage: dict, seconds: float | None) -> lis
     rows = []
     for family, by in damage.items():
         restored, oracle = by["restored"], by[damage_table.ORACLE]
-        rows.append({
-            "dataset": dataset, "restorer": restorer, "seed": seed, "family": family,
-            "masked": pair(by["masked"], "accuracy"), "OpenCV NS (oracle)": pair(oracle, "accuracy"),
-            "restored": pair(restored, "accuracy"), "recovered": pair(restored, "recovered"),
-            "L1 damage (NS)": f"{oracle['l1_damage']:.3f}", "L1 damage": f"{restored['l1_damage']:.3f}",
-            "changed outside": f"{restored['changed_outside']:.3%}", "train s": "-" if seconds is None else f"{seconds:.0f}",
-            "_recovered": [restored[f"recovered_{r}"] for r in damage_table.READERS],
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "restorer": restorer,
+                "seed": seed,
+                "family": family,
+                "masked": pair(by["masked"], "accuracy"),
+                "OpenCV NS (oracle)": pair(oracle, "accuracy"),
+                "restored": pair(restored, "accuracy"),
+                "recovered": pair(restored, "recovered"),
+                "L1 damage (NS)": f"{oracle['l1_damage']:.3f}",
+                "L1 damage": f"{restored['l1_damage']:.3f}",
+                "changed outside": f"{restored['changed_outside']:.3%}",
+                "train s": "-" if seconds is None else f"{seconds:.0f}",
+                "_recovered": [restored[f"recovered_{r}"] for r in damage_table.READERS],
+            }
+        )
     return rows
 
 
@@ -125,10 +146,21 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=["blind"], choices=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, help="override gan.epochs")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override params.yaml, as `dvc exp run -S` does (nested keys too; validated the same way)")
-    parser.add_argument("--score", nargs="+", type=Path, default=[], metavar="GENERATOR",
-                        help="score these saved generators (.keras) instead of training the recipes")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override params.yaml, as `dvc exp run -S` does (nested keys too; validated the same way)",
+    )
+    parser.add_argument(
+        "--score",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="GENERATOR",
+        help="score these saved generators (.keras) instead of training the recipes",
+    )
     args = parser.parse_args()
 
     base = params_with_overrides(args.set)
@@ -142,14 +174,24 @@ def main() -> None:
         test_images, test_labels = load_split(raw_dir, "test")
         test_clean, test_skeleton = to_unit_range(test_images), skeletons(test_images)
         clean_read = damage_table.readings(readers, test_clean)
-        print(f"{dataset}: the readers read " + " / ".join(
-            f"{(clean_read[r] == test_labels).mean():.2%}" for r in damage_table.READERS) + " of the clean test images")
+        print(
+            f"{dataset}: the readers read "
+            + " / ".join(f"{(clean_read[r] == test_labels).mean():.2%}" for r in damage_table.READERS)
+            + " of the clean test images"
+        )
         if args.score:
             import keras
 
             for path in args.score:
-                damage = damage_table.table(keras.models.load_model(path), readers, test_clean, test_labels,
-                                            test_skeleton, params.mask.seed, params.mask.fill)
+                damage = damage_table.table(
+                    keras.models.load_model(path),
+                    readers,
+                    test_clean,
+                    test_labels,
+                    test_skeleton,
+                    params.mask.seed,
+                    params.mask.fill,
+                )
                 rows += rows_of(dataset, str(path), "-", damage, None)
             continue
         for recipe in args.recipes:
@@ -163,12 +205,16 @@ def main() -> None:
                 steps = steps_per_epoch(run_params, len(data.clean))
                 gan, seconds = train_gan(run_params, data, [LossProgress(gan_params.epochs, steps)])
                 started = time.perf_counter()
-                damage = damage_table.table(gan.generator, readers, test_clean, test_labels, test_skeleton,
-                                            params.mask.seed, params.mask.fill)
+                damage = damage_table.table(
+                    gan.generator, readers, test_clean, test_labels, test_skeleton, params.mask.seed, params.mask.fill
+                )
                 rows += rows_of(dataset, recipe, seed, damage, seconds)
-                print(f"{dataset} {recipe} seed {seed}: trained in {seconds:.0f} s, scored in "
-                      f"{time.perf_counter() - started:.0f} s", flush=True)
-                for r in rows[-len(damage):]:
+                print(
+                    f"{dataset} {recipe} seed {seed}: trained in {seconds:.0f} s, scored in "
+                    f"{time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )
+                for r in rows[-len(damage) :]:
                     print(" | ".join(str(r[c]) for c in COLUMNS), flush=True)
 
     print("\nAccuracy, recovered fraction: judge / second reader. OpenCV NS is given the true hole.\n")
@@ -177,8 +223,11 @@ def main() -> None:
         print("| " + " | ".join(str(r[c]) for c in COLUMNS) + " |")
     print("\nWorst seed per family (recovered fraction, the lower of the two readers):")
     for key in dict.fromkeys((r["dataset"], r["restorer"], r["family"]) for r in rows):
-        worst = [min(v for v in r["_recovered"] if v is not None) for r in rows
-                 if (r["dataset"], r["restorer"], r["family"]) == key]
+        worst = [
+            min(v for v in r["_recovered"] if v is not None)
+            for r in rows
+            if (r["dataset"], r["restorer"], r["family"]) == key
+        ]
         print(f"- {' '.join(key)}: {min(worst):.4f} (n={len(worst)})")
 
 

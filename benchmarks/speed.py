@@ -116,8 +116,13 @@ def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.
     gan = chapter_loop_module.build(gan_params)
     masked = np.concatenate([inputs[..., :1] for inputs, _, _ in batches])
     clean = np.concatenate([clean for _, clean, _ in batches])
-    data = MaskedSplit(clean, np.concatenate([labels for _, _, labels in batches]), masked,
-                       masked[..., 0] == -1.0, np.zeros(masked.shape[:3], bool))
+    data = MaskedSplit(
+        clean,
+        np.concatenate([labels for _, _, labels in batches]),
+        masked,
+        masked[..., 0] == -1.0,
+        np.zeros(masked.shape[:3], bool),
+    )
     draws = chapter_loop_module.epoch_batches(len(clean), BATCH, iterations + warmup, seed=0, epoch=0)
 
     def step(i):
@@ -129,8 +134,9 @@ def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.
 def project_step(gan_params, batches, iterations, warmup, jit_compile=False) -> tuple[float, keras.Model]:
     gan = build_gan(gan_params, iterations + warmup)
     compiled = tf.function(gan.train_step, jit_compile=jit_compile)
-    tensors = [(tf.constant(x), (tf.constant(y), tf.constant(labels), tf.constant(x[..., 1])))
-               for x, y, labels in batches]
+    tensors = [
+        (tf.constant(x), (tf.constant(y), tf.constant(labels), tf.constant(x[..., 1]))) for x, y, labels in batches
+    ]
 
     def step(i):
         logs = compiled(tensors[i % len(tensors)])
@@ -154,10 +160,22 @@ def restore_seconds(generator: keras.Model, images: np.ndarray, chapter_style: b
 VARIANTS = {
     "chapter": ("(a) chapter loop, classic recipe", chapter_loop, "classic", "float32", True),
     "classic": ("(b) train_step, classic recipe", project_step, "classic", "float32", False),
-    "classic-bf16": ("(b) train_step, classic recipe, mixed bfloat16", project_step, "classic", "mixed_bfloat16", False),
+    "classic-bf16": (
+        "(b) train_step, classic recipe, mixed bfloat16",
+        project_step,
+        "classic",
+        "mixed_bfloat16",
+        False,
+    ),
     "default": ("(b) train_step, default recipe (params.yaml)", project_step, "default", None, False),
     "default-fp32": ("(b) train_step, default recipe in float32", project_step, "default", "float32", False),
-    "default-bf16": ("(b) train_step, default recipe in mixed bfloat16", project_step, "default", "mixed_bfloat16", False),
+    "default-bf16": (
+        "(b) train_step, default recipe in mixed bfloat16",
+        project_step,
+        "default",
+        "mixed_bfloat16",
+        False,
+    ),
 }
 
 
@@ -167,12 +185,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--intra", type=int, default=0, help="intra-op threads (0 = TensorFlow's default)")
     parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0 = TensorFlow's default)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="which to time (a thread sweep needs only one; ratios are to the first)")
-    parser.add_argument("--floor", action="store_true",
-                        help="also time each (b) variant's convolutions alone: a floor under its step time")
-    parser.add_argument("--jit-compile", action="store_true",
-                        help="compile the (b) steps with XLA (Keras leaves XLA off on machines without a GPU)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        help="which to time (a thread sweep needs only one; ratios are to the first)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time each (b) variant's convolutions alone: a floor under its step time",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        action="store_true",
+        help="compile the (b) steps with XLA (Keras leaves XLA off on machines without a GPU)",
+    )
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.intra)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter)
@@ -195,14 +224,17 @@ def main() -> None:
     for dtype, peak in peaks.items():
         print(f"peak matmul: {peak / 1e9:.0f} GFLOP/s (2048x2048 {dtype}, best of 5)")
     recipes = {"classic": classic, "default": default}
-    print("\n| variant | s/iteration | images/s | vs first row | s/epoch | GFLOP/step | of peak (its dtype) | restore 10k s | restore 10k at peak, s | process peak RSS so far, MB |")
+    print(
+        "\n| variant | s/iteration | images/s | vs first row | s/epoch | GFLOP/step | of peak (its dtype) | restore 10k s | restore 10k at peak, s | process peak RSS so far, MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     baseline = None
     floors = []
     for variant in args.variants:
         name, run, recipe, precision, chapter_style = VARIANTS[variant]
-        gan_params = dataclasses.replace(recipes[recipe],
-                                         precision=resolve_precision(precision or recipes[recipe].precision))
+        gan_params = dataclasses.replace(
+            recipes[recipe], precision=resolve_precision(precision or recipes[recipe].precision)
+        )
         name = name if precision else f"{name}, {gan_params.precision}"  # what params.yaml's precision resolved to
         peak = peaks["bfloat16" if gan_params.precision == "mixed_bfloat16" else "float32"]
         xla = {"jit_compile": args.jit_compile} if run is project_step else {}
@@ -226,11 +258,15 @@ def main() -> None:
             floor, conv_flops = convolution_floor(
                 generator, discriminator, gan_params.precision, args.iterations, args.warmup
             )
-            floors.append(f"| {name} | {floor:.3f} | {conv_flops / 1e9:.1f} | {conv_flops / floor / 1e9:.0f} | "
-                          f"{baseline / floor:.2f}x |")
+            floors.append(
+                f"| {name} | {floor:.3f} | {conv_flops / 1e9:.1f} | {conv_flops / floor / 1e9:.0f} | "
+                f"{baseline / floor:.2f}x |"
+            )
     if floors:
-        print("\nFloor: each (b) step's convolutions alone, forward and backward once (the step itself takes D's "
-              "input gradients twice: for D's update and for G's)\n")
+        print(
+            "\nFloor: each (b) step's convolutions alone, forward and backward once (the step itself takes D's "
+            "input gradients twice: for D's update and for G's)\n"
+        )
         print("| variant | s | GFLOP | GFLOP/s | at most, vs first row |")
         print("|---|---|---|---|---|")
         print("\n".join(floors))

@@ -135,8 +135,9 @@ def held_out_set(params, raw_dir: Path, judge, n: int) -> tuple[HeldOut, float]:
     clean = to_unit_range(images)
     holes = damage_table.family_holes(skeletons(images), params.mask.seed)["classic"]
     masked = apply_masks(clean, holes, params.mask.fill)
-    held_out = HeldOut(masked, holes, labels, m.accuracy(read(judge, clean), labels),
-                       m.accuracy(read(judge, masked), labels))
+    held_out = HeldOut(
+        masked, holes, labels, m.accuracy(read(judge, clean), labels), m.accuracy(read(judge, masked), labels)
+    )
     opencv = m.accuracy(read(judge, classical.inpaint(masked, holes, damage_table.ORACLE)), labels)
     return held_out, opencv
 
@@ -147,12 +148,23 @@ def plot(runs: dict, targets: dict, path: Path) -> None:
         axis.plot([r[1] for r in records], [r[2] for r in records], marker=".", label=recipe)
     for name, value in targets.items():
         axis.axhline(value, color="grey", linestyle=":", linewidth=1)
-        axis.annotate(f"{name} ({value:.2%})", (0.01, value), xycoords=("axes fraction", "data"), fontsize=8,
-                      color="grey", va="bottom")
+        axis.annotate(
+            f"{name} ({value:.2%})",
+            (0.01, value),
+            xycoords=("axes fraction", "data"),
+            fontsize=8,
+            color="grey",
+            va="bottom",
+        )
     axis.set_xscale("log")
     seconds = [r[1] for records in runs.values() for r in records]
-    axis.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-                     if min(seconds) / 2 <= t <= max(seconds) * 2])
+    axis.set_xticks(
+        [
+            t
+            for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+            if min(seconds) / 2 <= t <= max(seconds) * 2
+        ]
+    )
     axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axis.set_xlabel("training seconds (log scale; scoring excluded)")
@@ -168,7 +180,9 @@ def write_csv(runs: dict, path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["recipe", "iteration", "train_seconds", "accuracy", "recovered"])
         for recipe, records in runs.items():
-            writer.writerows([recipe, i, f"{s:.2f}", f"{a:.4f}", "" if r is None else f"{r:.4f}"] for i, s, a, r in records)
+            writer.writerows(
+                [recipe, i, f"{s:.2f}", f"{a:.4f}", "" if r is None else f"{r:.4f}"] for i, s, a, r in records
+            )
 
 
 def read_csv(path: Path) -> dict:
@@ -176,8 +190,14 @@ def read_csv(path: Path) -> dict:
     runs = {}
     with path.open() as f:
         for row in csv.DictReader(f):
-            runs.setdefault(row["recipe"], []).append((int(row["iteration"]), float(row["train_seconds"]),
-                                                       float(row["accuracy"]), float(row["recovered"]) if row["recovered"] else None))
+            runs.setdefault(row["recipe"], []).append(
+                (
+                    int(row["iteration"]),
+                    float(row["train_seconds"]),
+                    float(row["accuracy"]),
+                    float(row["recovered"]) if row["recovered"] else None,
+                )
+            )
     return runs
 
 
@@ -185,14 +205,23 @@ def ratio(chapter: float | None, chapter_seconds: float, ours: float | None) -> 
     """The chapter's time over ours; a lower bound when the chapter never got there in its `chapter_seconds`."""
     if ours is None:
         return "-"
-    return f"{chapter / ours:.0f}x" if chapter else f"> {chapter_seconds / ours:.0f}x (chapter not there in {chapter_seconds:.0f} s)"
+    return (
+        f"{chapter / ours:.0f}x"
+        if chapter
+        else f"> {chapter_seconds / ours:.0f}x (chapter not there in {chapter_seconds:.0f} s)"
+    )
 
 
 def contenders(args) -> dict:
     """Each recipe's params and whether it trains on the chapter's box alone, in the order they race."""
     params = params_with_overrides(args.set)
-    chosen = {recipe: (dataclasses.replace(params, gan=dataclasses.replace(params.gan, **RECIPES[recipe][0])),
-                       RECIPES[recipe][1]) for recipe in args.recipes}
+    chosen = {
+        recipe: (
+            dataclasses.replace(params, gan=dataclasses.replace(params.gan, **RECIPES[recipe][0])),
+            RECIPES[recipe][1],
+        )
+        for recipe in args.recipes
+    }
     for name, *overrides in args.variant:
         if name in chosen:
             raise SystemExit(f"--variant {name}: the name is taken; give each variant a name of its own")
@@ -212,24 +241,44 @@ def measure(racers: dict, every: int, raw_dir: Path, held_out: HeldOut, judge) -
         clock = AccuracyClock(held_out, judge, every, steps * run_params.gan.epochs)
         train_gan(run_params, data, [clock])
         runs[recipe] = clock.records
-        print(f"{recipe}: {len(clock.records)} scores, final {clock.records[-1][2]:.2%} after "
-              f"{clock.records[-1][1]:.0f} s", flush=True)
+        print(
+            f"{recipe}: {len(clock.records)} scores, final {clock.records[-1][2]:.2%} after "
+            f"{clock.records[-1][1]:.0f} s",
+            flush=True,
+        )
     return runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES),
-                        help="the recipes to race (none: only the --variant ones)")
-    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
-                        help="also race the default with these params overridden, under NAME (repeatable)")
+    parser.add_argument(
+        "--recipes",
+        nargs="*",
+        default=list(RECIPES),
+        choices=list(RECIPES),
+        help="the recipes to race (none: only the --variant ones)",
+    )
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME", "KEY=VALUE"),
+        help="also race the default with these params overridden, under NAME (repeatable)",
+    )
     parser.add_argument("--every", type=int, default=100, help="score every N iterations")
     parser.add_argument("--held-out", type=int, default=2000, help="masked test images scored")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override params.yaml (nested keys too), for every recipe")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override params.yaml (nested keys too), for every recipe",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
-    parser.add_argument("--replot", action="store_true",
-                        help="no training: redraw the PNG and reprint the table from the CSV in --out")
+    parser.add_argument(
+        "--replot", action="store_true", help="no training: redraw the PNG and reprint the table from the CSV in --out"
+    )
     args = parser.parse_args()
 
     params = params_with_overrides(args.set)
@@ -239,10 +288,17 @@ def main() -> None:
         fetch_dataset(params.data.dataset, raw_dir)
     judge = trained_readers(params, raw_dir, ["judge"])["judge"]
     held_out, opencv = held_out_set(params, raw_dir, judge, args.held_out)
-    targets = {"chapter": CHAPTER_ACCURACY, "OpenCV NS": opencv,
-               "recovered 0.95": held_out.masked_accuracy + RECOVERED_TARGET * (held_out.clean_accuracy - held_out.masked_accuracy)}
-    print(f"held-out: {args.held_out} test images, clean {held_out.clean_accuracy:.2%}, masked "
-          f"{held_out.masked_accuracy:.2%}, OpenCV NS {opencv:.2%}", flush=True)
+    targets = {
+        "chapter": CHAPTER_ACCURACY,
+        "OpenCV NS": opencv,
+        "recovered 0.95": held_out.masked_accuracy
+        + RECOVERED_TARGET * (held_out.clean_accuracy - held_out.masked_accuracy),
+    }
+    print(
+        f"held-out: {args.held_out} test images, clean {held_out.clean_accuracy:.2%}, masked "
+        f"{held_out.masked_accuracy:.2%}, OpenCV NS {opencv:.2%}",
+        flush=True,
+    )
 
     table = args.out / "time_to_accuracy.csv"
     if args.replot:
@@ -254,12 +310,17 @@ def main() -> None:
     figure = args.out / "time_to_accuracy.png"
     plot(runs, targets, figure)
 
-    columns = [("chapter's 87.82%", 2, CHAPTER_ACCURACY), (f"OpenCV NS {opencv:.2%}", 2, opencv),
-               (f"recovered {RECOVERED_TARGET}", 3, RECOVERED_TARGET)]
+    columns = [
+        ("chapter's 87.82%", 2, CHAPTER_ACCURACY),
+        (f"OpenCV NS {opencv:.2%}", 2, opencv),
+        (f"recovered {RECOVERED_TARGET}", 3, RECOVERED_TARGET),
+    ]
     keys = ("chapter", "opencv", "recovered")
     reached = {recipe: [seconds_to(records, c, t) for _, c, t in columns] for recipe, records in runs.items()}
-    print("\n| recipe | " + " | ".join(f"s to {name}" for name, _, _ in columns) + " | final accuracy | final recovered |"
-          " train s |\n|" + "---|" * (len(columns) + 4))
+    print(
+        "\n| recipe | " + " | ".join(f"s to {name}" for name, _, _ in columns) + " | final accuracy | final recovered |"
+        " train s |\n|" + "---|" * (len(columns) + 4)
+    )
     for recipe, records in runs.items():
         cells = ["not reached" if s is None else f"{s:.0f}" for s in reached[recipe]]
         final = records[-1]
@@ -268,18 +329,27 @@ def main() -> None:
         chapter_seconds = runs["chapter"][-1][1]
         for recipe in (r for r in reached if r != "chapter"):
             ratios = [ratio(a, chapter_seconds, b) for a, b in zip(reached["chapter"], reached[recipe])]
-            print(f"\nchapter's time / {recipe}'s: " + ", ".join(f"{name}: {r}" for (name, _, _), r in zip(columns, ratios)))
+            print(
+                f"\nchapter's time / {recipe}'s: "
+                + ", ".join(f"{name}: {r}" for (name, _, _), r in zip(columns, ratios))
+            )
     if args.replot:
         return
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment("benchmarks")
     with mlflow.start_run(run_name="time_to_accuracy"):
-        mlflow.log_params({"recipes": " ".join(args.recipes), "variants": "; ".join(" ".join(v) for v in args.variant),
-                           "every": args.every, "held_out": args.held_out,
-                           "set": " ".join(args.set)})
+        mlflow.log_params(
+            {
+                "recipes": " ".join(args.recipes),
+                "variants": "; ".join(" ".join(v) for v in args.variant),
+                "every": args.every,
+                "held_out": args.held_out,
+                "set": " ".join(args.set),
+            }
+        )
         for recipe, records in runs.items():
-            for i, s, a, r in records:
+            for i, _, a, _ in records:
                 mlflow.log_metric(f"{recipe}_accuracy", a, step=i)
             for key, s in zip(keys, reached[recipe]):
                 if s is not None:

@@ -33,8 +33,10 @@ def main() -> None:
     lost[list(DAMAGED)] = stroke_masks(skeletons(images[list(DAMAGED)]), PIECES, np.random.default_rng(SEED))
     damaged = np.where(lost, 0, images)
     cv2.imwrite(str(OUT), 255 - cv2.resize(np.hstack(damaged), None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR))
-    print(f"wrote {OUT.relative_to(ROOT)}: {''.join(map(str, labels))}; the digits at {DAMAGED} lost "
-          f"{int((lost & (images > 0)).sum())} pixels of ink")
+    print(
+        f"wrote {OUT.relative_to(ROOT)}: {''.join(map(str, labels))}; the digits at {DAMAGED} lost "
+        f"{int((lost & (images > 0)).sum())} pixels of ink"
+    )
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ def generator_reading(generator, masked, holes):
         return None
     reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
     return read(reader, generator_input(masked, None if is_blind(generator) else holes))
+
+
 def score(params: Params, images: dict, predicted: dict, labels, holes) -> dict:
     """metrics.json content from the images of each variant and the classifier's readings of them."""
     acc = {v: m.accuracy(p, labels) for v, p in predicted.items()}
@@ -106,8 +108,9 @@ def main(params: Params) -> None:
         second = {v: m.accuracy(read(readers["second"], variants[v]), labels) for v in VARIANTS}
         result["second_reader"] = {"accuracy": second, "recovered_fraction": m.recovered_fraction(*second.values())}
         result["restorer"] = "blind" if is_blind(generator) else "given the hole"
-        result["damage"] = damage_table.table(generator, readers, clean, labels, test.skeleton, params.mask.seed,
-                                              params.mask.fill)
+        result["damage"] = damage_table.table(
+            generator, readers, clean, labels, test.skeleton, params.mask.seed, params.mask.fill
+        )
         reading = generator_reading(generator, masked, holes)
         if reading is not None:
             result["generator_reading_accuracy"] = m.accuracy(reading, labels)
@@ -124,13 +127,16 @@ def main(params: Params) -> None:
         write_csv(paths.READINGS, ["digit", *VARIANTS], readings)
         write_csv(paths.DAMAGE_TABLE, *damage_table.csv_rows(result["damage"]))
         n = params.evaluate.grid_digits
-        figures.save_figure(figures.labelled_grid(variants["restored"][:n], labels[:n], predicted["restored"][:n]), paths.RESTORED_GRID)
+        figures.save_figure(
+            figures.labelled_grid(variants["restored"][:n], labels[:n], predicted["restored"][:n]), paths.RESTORED_GRID
+        )
         figures.save_figure(figures.per_class_bars(result["per_class"]), paths.PER_CLASS_PLOT)
         figures.save_figure(figures.accuracy_by_damage(result["damage"]), paths.DAMAGE_PLOT)
         k = GRID_FAMILY_IMAGES
         grid = damage_grid_rows(generator, clean[:k], test.skeleton[:k], params.mask.seed, params.mask.fill)
-        figures.save_figure(figures.sample_grid(grid, f"Restorations by damage family ({result['restorer']})"),
-                            paths.DAMAGE_GRID)
+        figures.save_figure(
+            figures.sample_grid(grid, f"Restorations by damage family ({result['restorer']})"), paths.DAMAGE_GRID
+        )
 
         # The chain is logged before the metrics: MLflow links a run's metrics to a model logged into it by reading
         # each one's history back, one request per metric (~150 here, half a second each on a busy authenticated
@@ -139,8 +145,16 @@ def main(params: Params) -> None:
         flat = m.flatten_metrics(result)
         mlflow.log_metrics(flat, model_id=chain.model_id)
         tracking.log_to_parent(client, parent_id, flat)
-        for path in (paths.METRICS, paths.PER_CLASS, paths.READINGS, paths.RESTORED_GRID, paths.PER_CLASS_PLOT,
-                     paths.DAMAGE_TABLE, paths.DAMAGE_PLOT, paths.DAMAGE_GRID):
+        for path in (
+            paths.METRICS,
+            paths.PER_CLASS,
+            paths.READINGS,
+            paths.RESTORED_GRID,
+            paths.PER_CLASS_PLOT,
+            paths.DAMAGE_TABLE,
+            paths.DAMAGE_PLOT,
+            paths.DAMAGE_GRID,
+        ):
             mlflow.log_artifact(str(path))
         acc = result["accuracy"]
         print(
@@ -150,11 +164,14 @@ def main(params: Params) -> None:
         )
         for family, by in result["damage"].items():
             r = by["restored"]
-            recovered = " / ".join("n/a" if r[f"recovered_{k}"] is None else f"{r[f'recovered_{k}']:.3f}"
-                                   for k in damage_table.READERS)
-            print(f"  {family}: recovered {recovered} (judge / second reader), "
-                  f"L1 in the damage {r['l1_damage']:.3f} (OpenCV {by[damage_table.ORACLE]['l1_damage']:.3f}), "
-                  f"undamaged pixels changed {r['changed_outside']:.3%}")
+            recovered = " / ".join(
+                "n/a" if r[f"recovered_{k}"] is None else f"{r[f'recovered_{k}']:.3f}" for k in damage_table.READERS
+            )
+            print(
+                f"  {family}: recovered {recovered} (judge / second reader), "
+                f"L1 in the damage {r['l1_damage']:.3f} (OpenCV {by[damage_table.ORACLE]['l1_damage']:.3f}), "
+                f"undamaged pixels changed {r['changed_outside']:.3%}"
+            )
         print("\n".join(decisions))
 
 

@@ -74,16 +74,27 @@ def main(params: Params) -> None:
         save_keras(model, paths.CLASSIFIER_MODEL)
         second, second_history = train(params.classifier, images, labels, build_second_reader)
         save_keras(second, paths.SECOND_READER_MODEL)
-        result = {"val_accuracy": history["val_accuracy"][-1], "val_loss": history["val_loss"][-1],
-                  "second_reader_val_accuracy": second_history["val_accuracy"][-1]}
+        result = {
+            "val_accuracy": history["val_accuracy"][-1],
+            "val_loss": history["val_loss"][-1],
+            "second_reader_val_accuracy": second_history["val_accuracy"][-1],
+        }
         save_json(paths.CLASSIFIER_METRICS, result)
         tracking.log_metric_history(client, run_id, history, first_step=1)
         second_history = {f"second_reader_{k}": v for k, v in second_history.items()}
         tracking.log_metric_history(client, run_id, second_history, first_step=1)
         tracking.log_to_parent(client, parent_id, {f"classifier_{k}": v for k, v in result.items()})
-        registry.log_keras(model, paths.CLASSIFIER_MODEL, "classifier", params.data.dataset,
-                           to_unit_range(images[:2]), step=params.classifier.epochs)
-        print(f"validation accuracy {result['val_accuracy']:.4f}, second reader {result['second_reader_val_accuracy']:.4f}")
+        registry.log_keras(
+            model,
+            paths.CLASSIFIER_MODEL,
+            "classifier",
+            params.data.dataset,
+            to_unit_range(images[:2]),
+            step=params.classifier.epochs,
+        )
+        print(
+            f"validation accuracy {result['val_accuracy']:.4f}, second reader {result['second_reader_val_accuracy']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -51,9 +51,7 @@ SAMPLES = 8
 def steps_per_epoch(params: Params, n_images: int) -> int:
     steps = params.gan.steps_per_epoch or n_images // params.gan.batch_size
     if steps == 0:
-        raise PipelineError(
-            f"gan.batch_size: {params.gan.batch_size} is larger than the {n_images} training images"
-        )
+        raise PipelineError(f"gan.batch_size: {params.gan.batch_size} is larger than the {n_images} training images")
     return steps
 
 
@@ -66,7 +64,9 @@ def epoch_order(n_images: int, batch_size: int, steps: int, seed: int, epoch: in
     return np.concatenate([rng.permutation(n_images) for _ in range(rounds)])[:needed]
 
 
-def batch_damage(data: MaskedSplit, indices: np.ndarray, params: Params, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+def batch_damage(
+    data: MaskedSplit, indices: np.ndarray, params: Params, iteration: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(damaged images, holes) of the training images `indices` at global iteration `iteration`. With
     gan.fresh_damage the damage is drawn anew from (gan.seed, iteration) alone, so the restorer sees new holes
     every epoch and a resumed run draws exactly what an uninterrupted one would; without it, the mask stage's."""
@@ -182,27 +182,43 @@ def learning_rate(g: GanParams, peak: float, total_steps: int):
     if g.lr_schedule == "constant" and not g.warmup_steps:
         return peak
     return keras.optimizers.schedules.CosineDecay(
-        0.0 if g.warmup_steps else peak, max(total_steps - g.warmup_steps, 1),
+        0.0 if g.warmup_steps else peak,
+        max(total_steps - g.warmup_steps, 1),
         alpha=1.0 if g.lr_schedule == "constant" else 0.0,
-        warmup_target=peak if g.warmup_steps else None, warmup_steps=g.warmup_steps,
+        warmup_target=peak if g.warmup_steps else None,
+        warmup_steps=g.warmup_steps,
     )
 
 
 def build_gan(g: GanParams, total_steps: int) -> RestorationGAN:
     """The recipe of params.gan with its Adam optimisers, ready to train for `total_steps` iterations."""
     with dtype_policy(precision.resolve(g.precision)):
-        generator = build_generator(g.generator, g.mask_channel, g.composite, digit_reader=g.reader_weight > 0,
-                                    width=g.width, damage_threshold=g.damage_threshold, encoder_depth=g.encoder_depth)
+        generator = build_generator(
+            g.generator,
+            g.mask_channel,
+            g.composite,
+            digit_reader=g.reader_weight > 0,
+            width=g.width,
+            damage_threshold=g.damage_threshold,
+            encoder_depth=g.encoder_depth,
+        )
         discriminator = build_discriminator(g.discriminator, class_head=g.class_weight > 0)
     gan = RestorationGAN(
-        generator, discriminator, g.real_label, g.recon_weight, g.class_weight, g.reader_weight, g.mask_weight,
+        generator,
+        discriminator,
+        g.real_label,
+        g.recon_weight,
+        g.class_weight,
+        g.reader_weight,
+        g.mask_weight,
         g.adversarial_warmup,
     )
     gan.compile(
         # With gan.ema the optimizer also keeps the moving average of G's weights (saved in checkpoints with
         # its other variables); `train` puts the average into the generator at the end.
-        g_optimizer=keras.optimizers.Adam(learning_rate(g, g.lr_g, total_steps), beta_1=g.beta1, use_ema=g.ema > 0,
-                                          ema_momentum=g.ema),
+        g_optimizer=keras.optimizers.Adam(
+            learning_rate(g, g.lr_g, total_steps), beta_1=g.beta1, use_ema=g.ema > 0, ema_momentum=g.ema
+        ),
         d_optimizer=keras.optimizers.Adam(learning_rate(g, g.lr_d, total_steps), beta_1=g.beta1),
     )
     return gan
@@ -243,12 +259,28 @@ def training_fingerprint(params: Params, data: MaskedSplit) -> str:
     """What a checkpoint must have been made with to be resumed: params.gan and params.mask (the damage it
     draws), the precision it computes in here, the training images, the code that trains on them and the Keras /
     TensorFlow versions."""
-    sources = (__file__, pipeline.training.gan.__file__, pipeline.training.models.__file__, pipeline.images.masks.__file__, checkpoint.__file__,
-               chapter_loop.__file__, precision.__file__)
+    sources = (
+        __file__,
+        pipeline.training.gan.__file__,
+        pipeline.training.models.__file__,
+        pipeline.images.masks.__file__,
+        checkpoint.__file__,
+        chapter_loop.__file__,
+        precision.__file__,
+    )
     code = [Path(source).read_bytes() for source in sources]
     return checkpoint.fingerprint(
-        dataclasses.asdict(params.gan), precision.resolve(params.gan.precision), dataclasses.asdict(params.mask),
-        data.masked, data.holes, data.clean, data.labels, data.skeleton, *code, keras.__version__, tf.__version__,
+        dataclasses.asdict(params.gan),
+        precision.resolve(params.gan.precision),
+        dataclasses.asdict(params.mask),
+        data.masked,
+        data.holes,
+        data.clean,
+        data.labels,
+        data.skeleton,
+        *code,
+        keras.__version__,
+        tf.__version__,
     )
 
 

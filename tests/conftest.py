@@ -95,7 +95,10 @@ def copy_repo(dest: Path) -> Path:
     """The project's files (tracked or not ignored) in a fresh git repository, committed."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\0")
     for name in filter(None, listed):
         if (ROOT / name).is_file():
@@ -148,8 +151,25 @@ def team_repo(tmp_path_factory):
         run([sys.executable, "-m", "dvc", "repro"], repo, env)
         run(["git", "add", "dvc.lock", "results"], repo)
         run(["git", "commit", "-q", "-m", "pipeline outputs"], repo)
-        run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "thin-strokes", "-S", "mask.families.strokes.width=2"], repo, env)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "dvc",
+                "exp",
+                "run",
+                "--temp",
+                "-n",
+                "thin-strokes",
+                "-S",
+                "mask.families.strokes.width=2",
+            ],
+            repo,
+            env,
+        )
         yield TeamRepo(repo, url, server_dir / "artifacts")
+
+
 # A 2 x 1 grid, queued and run two at a time, as docs/experiments.md's "Comparing experiments" shows.
 SWEEP = ["-S", "mask.families.strokes.width=2,4", "-S", "gan.lr_g=0.0003"]
 QUEUE_TIMEOUT_S = 900
@@ -163,8 +183,11 @@ def start_queue(repo: Path, jobs: int) -> None:
     log = repo.parent / f"{repo.name}-queue-start.log"
     with log.open("w") as out:
         code = subprocess.run(
-            [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)], cwd=repo, env=offline_env(),
-            stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
+            cwd=repo,
+            env=offline_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         ).returncode
     assert code == 0, f"dvc queue start -j {jobs} failed ({code}):\n{log.read_text()}"
 
@@ -181,7 +204,9 @@ def wait_for_queue(repo: Path) -> None:
         time.sleep(5)
     failed = re.findall(r"^\S+\s+(\S+)\s.*\bFailed\b", status, re.MULTILINE)
     if failed:
-        logs = "\n".join(run([sys.executable, "-m", "dvc", "queue", "logs", name], repo, check=False).stdout for name in failed)
+        logs = "\n".join(
+            run([sys.executable, "-m", "dvc", "queue", "logs", name], repo, check=False).stdout for name in failed
+        )
         raise AssertionError(f"queued experiments failed:\n{status}\n{logs}")
 
 

@@ -50,7 +50,9 @@ def test_the_d_step_changes_only_d_and_the_g_step_only_g(split):
 
     generated = gan.generator.predict(generator_input(split.masked[for_d]), verbose=0)
     gan.discriminator.trainable = True
-    gan.discriminator.train_on_batch(np.concatenate([split.clean[real], generated]), np.r_[np.full(16, 0.9), np.zeros(16)])
+    gan.discriminator.train_on_batch(
+        np.concatenate([split.clean[real], generated]), np.r_[np.full(16, 0.9), np.zeros(16)]
+    )
     assert not any(changed(g_before, values(gan.generator.variables)))  # predict: inference mode, nothing moves
     assert all(changed(d_before, values(gan.discriminator.trainable_variables)))
 
@@ -64,7 +66,9 @@ def test_the_d_step_changes_only_d_and_the_g_step_only_g(split):
     # And the toggles keep working once both train functions are traced.
     gan.discriminator.trainable = True
     g_now = values(gan.generator.trainable_variables)
-    gan.discriminator.train_on_batch(np.concatenate([split.clean[real], generated]), np.r_[np.full(16, 0.9), np.zeros(16)])
+    gan.discriminator.train_on_batch(
+        np.concatenate([split.clean[real], generated]), np.r_[np.full(16, 0.9), np.zeros(16)]
+    )
     assert not any(changed(g_now, values(gan.generator.trainable_variables)))
     gan.discriminator.trainable = False
     d_now = values(gan.discriminator.trainable_variables)
@@ -83,8 +87,8 @@ def test_keras2_batchnorm_moving_statistics_are_the_zero_debiased_average_of_the
     variances = [x.var(axis=(0, 1, 2)) * n / (n - 1 - 1e-3) for x in batches]
     k = len(batches)
     weights = [(1 - m) * m ** (k - 1 - i) for i in range(k)]
-    expected_mean = sum(w * v for w, v in zip(weights, means)) / (1 - m ** k)
-    expected_variance = sum(w * v for w, v in zip(weights, variances)) / (1 - m ** k)
+    expected_mean = sum(w * v for w, v in zip(weights, means)) / (1 - m**k)
+    expected_variance = sum(w * v for w, v in zip(weights, variances)) / (1 - m**k)
     np.testing.assert_allclose(layer.moving_mean.numpy(), expected_mean, rtol=1e-5)
     np.testing.assert_allclose(layer.moving_variance.numpy(), expected_variance, rtol=1e-5)
     # After one update the statistics are that batch's own, not 1% of the way from mean 0 / variance 1 (Keras 3).
@@ -140,6 +144,8 @@ def test_the_chapter_loop_refuses_params_it_would_ignore():
         parse_params(raw)
     message = str(error.value)
     assert message.startswith("gan.loop: chapter trains the chapter's networks")
-    assert "gan.generator=chapter" in message and "gan.recon_weight=0.0" in message and "got gan.generator=unet" in message
+    assert (
+        "gan.generator=chapter" in message and "gan.recon_weight=0.0" in message and "got gan.generator=unet" in message
+    )
     raw["gan"] |= CHAPTER_RECIPE
     assert parse_params(raw).gan.loop == "chapter"

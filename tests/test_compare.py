@@ -56,7 +56,9 @@ def test_each_queued_experiment_has_one_parent_run_named_after_it(swept_repo):
         parent = parents[0]
         assert parent.info.run_name == name
         assert parent.data.tags["git_commit"] == baseline_commit
-        assert parent.data.params["mask.families.strokes.width"] == str(exp["params"]["mask"]["families"]["strokes"]["width"])
+        assert parent.data.params["mask.families.strokes.width"] == str(
+            exp["params"]["mask"]["families"]["strokes"]["width"]
+        )
         assert parent.data.params["gan.lr_g"] == "0.0003"
         for variant in ("clean", "masked", "restored"):
             assert parent.data.metrics[f"accuracy_{variant}"] == pytest.approx(exp["metrics"]["accuracy"][variant])
@@ -78,7 +80,7 @@ def test_report_tabulates_the_selected_runs(swept_repo, grid_report, tmp_path):
     rows = table_rows((grid_report / "comparison.md").read_text())
     by_size = sorted(experiments.items(), key=lambda item: item[1]["params"]["mask"]["families"]["strokes"]["width"])
     assert [row[0] for row in rows] == [name for name, _ in by_size]  # sorted by stroke width
-    for row, (name, exp) in zip(rows, by_size):
+    for row, (_, exp) in zip(rows, by_size):
         acc, recovered = exp["metrics"]["accuracy"], exp["metrics"]["recovered_fraction"]
         width = str(exp["params"]["mask"]["families"]["strokes"]["width"])
         assert row[1:6] == ["mnist", "False", width, "0.0003", str(exp["params"]["gan"]["lr_d"])]

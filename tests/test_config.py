@@ -49,8 +49,18 @@ def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_reci
     assert (params.classifier.epochs, params.classifier.batch_size, params.classifier.validation_split) == (3, 128, 0.2)
     recipe = (params.gan.generator, params.gan.discriminator)
     assert recipe == ("unet", "patch") and params.gan.recon_weight == 100.0
-    assert (classic.mask_channel, classic.composite, classic.fresh_damage, classic.mask_weight) == (False, False, False, 0)
-    assert (classic.loop, classic.generator, classic.discriminator, classic.epochs) == ("chapter", "chapter", "chapter", 5)
+    assert (classic.mask_channel, classic.composite, classic.fresh_damage, classic.mask_weight) == (
+        False,
+        False,
+        False,
+        0,
+    )
+    assert (classic.loop, classic.generator, classic.discriminator, classic.epochs) == (
+        "chapter",
+        "chapter",
+        "chapter",
+        5,
+    )
     assert params.gan.loop == "compiled"
     assert flatten(params)["gan.generator"] == "unet"
 
@@ -58,19 +68,59 @@ def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_reci
 @pytest.mark.parametrize(
     "section, key, value, message",
     [
-        ("data", "dataset", "cifar10", "data.dataset: unknown dataset 'cifar10'; allowed values are mnist, fashion-mnist"),
-        ("mask", "families.classic.side_max", 29, "mask.families.classic.side_max: must be in mask.families.classic.side_min (8)..28, got 29"),
-        ("mask", "families.boxes.row_min", 17, "mask.families.boxes.row_min: a 12x12 hole (side_max) at row 17 leaves the 28x28 image; allowed is mask.families.boxes.row_min <= 16"),
-        ("mask", "families.boxes.col_max", 1, "mask.families.boxes.col_max: must be >= mask.families.boxes.col_min (2)"),
+        (
+            "data",
+            "dataset",
+            "cifar10",
+            "data.dataset: unknown dataset 'cifar10'; allowed values are mnist, fashion-mnist",
+        ),
+        (
+            "mask",
+            "families.classic.side_max",
+            29,
+            "mask.families.classic.side_max: must be in mask.families.classic.side_min (8)..28, got 29",
+        ),
+        (
+            "mask",
+            "families.boxes.row_min",
+            17,
+            "mask.families.boxes.row_min: a 12x12 hole (side_max) at row 17 leaves the 28x28 image; allowed is mask.families.boxes.row_min <= 16",
+        ),
+        (
+            "mask",
+            "families.boxes.col_max",
+            1,
+            "mask.families.boxes.col_max: must be >= mask.families.boxes.col_min (2)",
+        ),
         ("mask", "families.classic.col_min", -1, "mask.families.classic.col_min: must be >= 0"),
         ("mask", "families.strokes.width", 0, "mask.families.strokes.width: must be in 1..9, got 0"),
-        ("mask", "families.strokes.count_max", 0, "mask.families.strokes.count_max: must be >= mask.families.strokes.count_min (1), got 0"),
-        ("mask", "families.strokes.kind", "blob", "mask.families.strokes.kind: unknown kind 'blob'; allowed values are square, strokes"),
-        ("mask", "families.strokes.side_min", 3, "mask.families.strokes.side_min: unknown key; allowed keys in 'mask.families.strokes' are kind, weight"),
+        (
+            "mask",
+            "families.strokes.count_max",
+            0,
+            "mask.families.strokes.count_max: must be >= mask.families.strokes.count_min (1), got 0",
+        ),
+        (
+            "mask",
+            "families.strokes.kind",
+            "blob",
+            "mask.families.strokes.kind: unknown kind 'blob'; allowed values are square, strokes",
+        ),
+        (
+            "mask",
+            "families.strokes.side_min",
+            3,
+            "mask.families.strokes.side_min: unknown key; allowed keys in 'mask.families.strokes' are kind, weight",
+        ),
         ("mask", "families.strokes.weight", -1, "mask.families.strokes.weight: must be >= 0, got -1.0"),
         ("mask", "families", {}, "mask.families: must be a non-empty mapping"),
         ("gan", "mask_weight", -1, "gan.mask_weight: must be >= 0, got -1.0"),
-        ("gan", "mask_channel", True, "gan.mask_weight: 1.0 trains a damage head, which only a blind restorer that composites has"),
+        (
+            "gan",
+            "mask_channel",
+            True,
+            "gan.mask_weight: 1.0 trains a damage head, which only a blind restorer that composites has",
+        ),
         ("gan", "damage_threshold", 1, "gan.damage_threshold: must be in [0, 1) (0 = the soft composite), got 1.0"),
         ("gan", "fresh_damage", "no", "gan.fresh_damage: must be true or false, got 'no'"),
         ("gan", "lr_g", 0, "gan.lr_g: must be > 0, got 0"),
@@ -81,15 +131,35 @@ def test_default_params_damage_a_mixture_restore_blind_and_keep_the_chapter_reci
         ("classifier", "validation_split", 1.0, "classifier.validation_split: must be in the open interval (0, 1)"),
         ("classifier", "batch_size", "128", "classifier.batch_size: must be an integer, got '128'"),
         ("gan", "epochs", 2.5, "gan.epochs: must be an integer, got 2.5"),
-        ("gan", "generator", "resnet", "gan.generator: unknown generator 'resnet'; allowed values are chapter, autoencoder, unet"),
-        ("gan", "discriminator", "local", "gan.discriminator: unknown discriminator 'local'; allowed values are chapter, global, patch"),
+        (
+            "gan",
+            "generator",
+            "resnet",
+            "gan.generator: unknown generator 'resnet'; allowed values are chapter, autoencoder, unet",
+        ),
+        (
+            "gan",
+            "discriminator",
+            "local",
+            "gan.discriminator: unknown discriminator 'local'; allowed values are chapter, global, patch",
+        ),
         ("gan", "loop", "keras2", "gan.loop: unknown loop 'keras2'; allowed values are compiled, chapter"),
         ("gan", "composite", "yes", "gan.composite: must be true or false, got 'yes'"),
         ("gan", "class_weight", -1, "gan.class_weight: must be >= 0, got -1"),
         ("gan", "reader_weight", -0.5, "gan.reader_weight: must be >= 0, got -0.5"),
         ("gan", "ema", 1, "gan.ema: must be in [0, 1) (0 = no averaging), got 1.0"),
-        ("gan", "precision", "float16", "gan.precision: unknown precision 'float16'; allowed values are auto, float32, mixed_bfloat16"),
-        ("gan", "lr_schedule", "onecycle", "gan.lr_schedule: unknown schedule 'onecycle'; allowed values are constant, cosine"),
+        (
+            "gan",
+            "precision",
+            "float16",
+            "gan.precision: unknown precision 'float16'; allowed values are auto, float32, mixed_bfloat16",
+        ),
+        (
+            "gan",
+            "lr_schedule",
+            "onecycle",
+            "gan.lr_schedule: unknown schedule 'onecycle'; allowed values are constant, cosine",
+        ),
         ("gan", "warmup_steps", -1, "gan.warmup_steps: must be >= 0, got -1"),
         ("gan", "adversarial_warmup", 0.5, "gan.adversarial_warmup: must be an integer, got 0.5"),
         ("gan", "width", 0, "gan.width: must be > 0, got 0"),
@@ -105,15 +175,20 @@ def test_bad_values_name_the_key_and_what_is_allowed(section, key, value, messag
 def test_a_damage_threshold_needs_the_blind_composite():
     raw = default()
     raw["gan"].update(mask_channel=True, mask_weight=0.0, damage_threshold=0.7)
-    with pytest.raises(ParamsError, match="gan.damage_threshold: 0.7 thresholds a damage head, which only a blind "
-                                          "restorer that composites has .*got mask_channel true, composite true"):
+    with pytest.raises(
+        ParamsError,
+        match="gan.damage_threshold: 0.7 thresholds a damage head, which only a blind "
+        "restorer that composites has .*got mask_channel true, composite true",
+    ):
         parse_params(raw)
 
 
 def test_misspelled_key_lists_the_allowed_ones():
     raw = default()
     raw["gan"]["lr_gen"] = raw["gan"].pop("lr_g")
-    with pytest.raises(ParamsError, match=r"gan.lr_gen: unknown key; allowed keys in 'gan' are loop, generator, .*lr_g,"):
+    with pytest.raises(
+        ParamsError, match=r"gan.lr_gen: unknown key; allowed keys in 'gan' are loop, generator, .*lr_g,"
+    ):
         parse_params(raw)
 
 
@@ -155,7 +230,10 @@ def test_stage_exits_nonzero_before_touching_outputs(tmp_path):
         [sys.executable, "-m", "pipeline.mask"], cwd=tmp_path, env=offline_env(), capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "error: mask.families.classic.side_max: must be in mask.families.classic.side_min (8)..28, got 40" in result.stderr
+    assert (
+        "error: mask.families.classic.side_max: must be in mask.families.classic.side_min (8)..28, got 40"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert hashlib.sha256((masked / "train.npz").read_bytes()).hexdigest() == before
     assert sorted(p.name for p in masked.iterdir()) == ["train.npz"]
@@ -164,12 +242,16 @@ def test_stage_exits_nonzero_before_touching_outputs(tmp_path):
 def test_the_chapter_generator_keeps_its_width():
     raw = with_value("gan", "generator", "chapter")
     raw["gan"]["width"] = 16
-    with pytest.raises(ParamsError, match="gan.width: the chapter's generator has 32 filters at full resolution, got 16"):
+    with pytest.raises(
+        ParamsError, match="gan.width: the chapter's generator has 32 filters at full resolution, got 16"
+    ):
         parse_params(raw)
 
 
 def test_the_chapter_generator_keeps_its_depth():
     raw = with_value("gan", "generator", "chapter")
     raw["gan"]["encoder_depth"] = 2
-    with pytest.raises(ParamsError, match="gan.encoder_depth: the chapter's generator has one conv at each pooled resolution, got 2"):
+    with pytest.raises(
+        ParamsError, match="gan.encoder_depth: the chapter's generator has one conv at each pooled resolution, got 2"
+    ):
         parse_params(raw)

@@ -64,8 +64,11 @@ def test_train_step_under_mirrored_strategy_reports_whole_batch_losses():
     assert abs(mirrored["class_loss"] - single["class_loss"]) < 0.02 * single["class_loss"]
     assert abs(mirrored["damage_loss"] - single["damage_loss"]) < 0.02 * single["damage_loss"]
     adversarial = {
-        name: run["g_loss"] - weights["recon"] * run["l1"] - weights["class"] * run["class_loss"]
-        - weights["reader"] * run["reader_loss"] - weights["mask"] * run["damage_loss"]
+        name: run["g_loss"]
+        - weights["recon"] * run["l1"]
+        - weights["class"] * run["class_loss"]
+        - weights["reader"] * run["reader_loss"]
+        - weights["mask"] * run["damage_loss"]
         for name, run in (("mirrored", mirrored), ("single", single))
     }
     assert 0.3 < adversarial["single"] < 2.0

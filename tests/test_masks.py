@@ -44,7 +44,9 @@ def test_classic_mask_is_one_8x8_square_with_corner_in_8_to_11():
     assert set(rows) == set(cols) == {8, 9, 10, 11}  # every position in range is used, none outside
     for hole, r, c in zip(holes[:50], rows[:50], cols[:50]):
         assert hole[r : r + 8, c : c + 8].all()
-    assert PARAMS.mask.families["classic"] == dataclasses.replace(CLASSIC, weight=PARAMS.mask.families["classic"].weight)
+    assert PARAMS.mask.families["classic"] == dataclasses.replace(
+        CLASSIC, weight=PARAMS.mask.families["classic"].weight
+    )
 
 
 def test_sides_and_corners_follow_the_params_and_stay_inside_the_image():
@@ -77,7 +79,9 @@ def test_strokes_lie_on_the_ink_of_each_digit(digits):
     assert ((holes & skeleton).sum(axis=(1, 2)) >= 1).all()  # each piece is laid along the skeleton
     rows, cols = np.nonzero(holes[0])
     assert rows.max() - rows.min() <= 8 + 2 and cols.max() - cols.min() <= 8 + 2  # length 8, thickened by 3
-    longer = stroke_masks(skeleton, dataclasses.replace(family, length=16, count_min=3, count_max=3), split_rng(0, "test"))
+    longer = stroke_masks(
+        skeleton, dataclasses.replace(family, length=16, count_min=3, count_max=3), split_rng(0, "test")
+    )
     assert longer.sum() > 1.5 * holes.sum()
     assert not stroke_masks(np.zeros((3, 28, 28), bool), family, split_rng(0, "test")).any()  # no ink, no damage
 
@@ -89,8 +93,9 @@ def test_a_mixture_draws_each_family_by_weight(digits):
     holes = draw_damage(skeleton, {"corner": square, "strokes": strokes}, split_rng(0, "train"))
     is_corner = holes[:, :6, :6].all(axis=(1, 2)) & (holes.sum(axis=(1, 2)) == 36)
     assert 0.17 < is_corner.mean() < 0.33  # weight 1 of 4
-    off = draw_damage(skeleton, {"corner": square, "strokes": dataclasses.replace(strokes, weight=0.0)},
-                      split_rng(0, "train"))
+    off = draw_damage(
+        skeleton, {"corner": square, "strokes": dataclasses.replace(strokes, weight=0.0)}, split_rng(0, "train")
+    )
     assert off[:, :6, :6].all() and (off.sum(axis=(1, 2)) == 36).all()
 
 

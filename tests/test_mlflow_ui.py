@@ -45,8 +45,15 @@ pytestmark = [
 SCREENSHOTS = ROOT / "test-artifacts" / "mlflow-ui"
 WAIT_S = 90  # the UI's JavaScript bundle is large; a loaded 2-core machine needs a while
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1400,1000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--window-size=1400,1000",
 ]
 ML_VIEW = "workflowType=machine_learning"  # MLflow 3.17 opens the GenAI view otherwise
 CLOSE_ASSISTANT = "button[data-component-id='mlflow.assistant.chat_panel.close']"
@@ -78,7 +85,9 @@ def _store(url: str) -> Store:
     parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KEY_TAG}` != ''")
     parents.sort(key=lambda run: -int(run.data.params["mask.families.strokes.width"]))
     assert len(parents) == 2, f"expected two configurations, found {[run.info.run_name for run in parents]}"
-    assert parents[0].data.params["mask.families.strokes.width"] != parents[1].data.params["mask.families.strokes.width"]
+    assert (
+        parents[0].data.params["mask.families.strokes.width"] != parents[1].data.params["mask.families.strokes.width"]
+    )
     return Store(url, client, experiment.experiment_id, parents)
 
 
@@ -168,7 +177,8 @@ def test_run_page_charts_the_gan_losses(browser, store):
         series = {}
         for key in logged:
             plots = driver.find_elements(
-                By.XPATH, f"//*[@data-testid='experiment-view-compare-runs-card'][.//h4[@title='{key}']]"
+                By.XPATH,
+                f"//*[@data-testid='experiment-view-compare-runs-card'][.//h4[@title='{key}']]"
                 "//*[contains(@class, 'js-plotly-plot')][.//*[contains(@class, 'js-line')]]",
             )
             if not plots:

@@ -45,8 +45,10 @@ def test_repro_runs_all_stages_and_locks_them(tiny_repo):
     assert sorted(lock["stages"]) == sorted(STAGES)
     assert lock["stages"]["train_gan"]["params"]["params.yaml"]["gan"]["epochs"] == 2
     assert sorted(p.name for p in (tiny_repo / "data/raw").iterdir()) == [
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
     ]
     assert not list((tiny_repo / "data").glob("*.partial"))
 
@@ -75,11 +77,18 @@ def test_metrics_have_every_key_in_range(tiny_repo):
     assert set(metrics["second_reader"]["accuracy"]) == {"clean", "masked", "restored"}
     # The table of damage family x restorer, each read by both readers.
     assert sorted(metrics["damage"]) == sorted(FAMILIES)  # metrics.json keeps its keys sorted
-    for family, by in metrics["damage"].items():
+    for by in metrics["damage"].values():
         assert sorted(by) == ["masked", "navier_stokes", "restored"]
-        for restorer, row in by.items():
-            assert set(row) == {"accuracy_judge", "accuracy_second", "recovered_judge", "recovered_second",
-                                "l1_damage", "l1_outside", "changed_outside"}
+        for row in by.values():
+            assert set(row) == {
+                "accuracy_judge",
+                "accuracy_second",
+                "recovered_judge",
+                "recovered_second",
+                "l1_damage",
+                "l1_outside",
+                "changed_outside",
+            }
             assert all(0 <= row[f"accuracy_{r}"] <= 1 for r in ("judge", "second"))
         assert by["masked"]["l1_outside"] == by["navier_stokes"]["l1_outside"] == 0.0  # both keep the intact pixels
         assert by["masked"]["l1_damage"] > 0
@@ -87,8 +96,10 @@ def test_metrics_have_every_key_in_range(tiny_repo):
         table = list(csv.DictReader(f))
     assert [row["family"] for row in table] == list(FAMILIES)
     assert table[0]["restored_second"] == f"{metrics['damage']['classic']['restored']['accuracy_second']:.4f}"
-    assert list(table[0]) == ["family", *(f"{v}_{r}" for v in ("masked", "navier_stokes", "restored")
-                                          for r in ("judge", "second"))]
+    assert list(table[0]) == [
+        "family",
+        *(f"{v}_{r}" for v in ("masked", "navier_stokes", "restored") for r in ("judge", "second")),
+    ]
     for picture in ("damage.png", "damage_grid.png"):
         assert (tiny_repo / "results" / picture).read_bytes()[:4] == b"\x89PNG"
     csv_lines = (tiny_repo / "results/per_class_accuracy.csv").read_text().splitlines()
@@ -114,7 +125,10 @@ def test_mlflow_holds_parent_and_stage_runs(tiny_repo):
     assert parent.data.tags["dataset"] == "mnist"
     assert re.fullmatch(r"[0-9a-f]{40}", parent.data.tags["git_commit"])
     assert 0 <= parent.data.metrics["accuracy_restored"] <= 1
-    assert "recovered_fraction" in parent.data.metrics or parent.data.metrics["accuracy_clean"] <= parent.data.metrics["accuracy_masked"]
+    assert (
+        "recovered_fraction" in parent.data.metrics
+        or parent.data.metrics["accuracy_clean"] <= parent.data.metrics["accuracy_masked"]
+    )
 
     children = runs(tiny_repo, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     by_stage = {child.data.tags["dvc_stage"]: child for child in children}
@@ -156,8 +170,19 @@ def test_changing_a_gan_param_reruns_only_gan_and_evaluate(tiny_repo):
 def test_dvc_exp_run_temp_lands_in_the_same_store(tiny_repo):
     run(["git", "commit", "-q", "-am", "lr_g"], tiny_repo)
     result = run(
-        [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "thin-strokes", "-S",
-         "mask.families.strokes.width=2"], tiny_repo
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            "--temp",
+            "-n",
+            "thin-strokes",
+            "-S",
+            "mask.families.strokes.width=2",
+        ],
+        tiny_repo,
     )
     assert stages_run(result.stdout) == ["mask", "train_gan", "evaluate"]  # a nested damage key reruns what it feeds
     parents = runs(tiny_repo, f"{PARENTS} and tags.dvc_exp_name = 'thin-strokes'")

@@ -81,7 +81,9 @@ def test_plots_diff_compares_loss_curves_of_two_experiments(swept_repo, tmp_path
     client = MlflowClient(f"sqlite:///{swept_repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("digit-restore").experiment_id
     for name in names:
-        (parent,) = client.search_runs([experiment], f"tags.dvc_exp_name = '{name}' and tags.`digit_restore.pipeline_key` != ''")
+        (parent,) = client.search_runs(
+            [experiment], f"tags.dvc_exp_name = '{name}' and tags.`digit_restore.pipeline_key` != ''"
+        )
         (gan,) = client.search_runs(
             [experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.dvc_stage = 'train_gan'"
         )
@@ -95,12 +97,24 @@ def test_plots_page_draws_in_a_browser_without_network(swept_repo, tmp_path):
     plots_page(swept_repo, tmp_path / "plots", "show")
     dom = subprocess.run(
         [
-            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run", "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=10000", "--dump-dom", (tmp_path / "plots/index.html").as_uri(),
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            (tmp_path / "plots/index.html").as_uri(),
         ],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     # vega-embed draws each plot on a canvas in its div; with no library loaded there is none.
     assert dom.count('class="vega-embed') == VEGA_PLOTS

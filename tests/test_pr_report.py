@@ -41,7 +41,9 @@ def pr_repo(swept_repo, tmp_path_factory):
 
 
 def pr_report_run(repo, out, base: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "pipeline.review.pr_report", "--base", base, "--out", str(out)], repo, check=False)
+    return run(
+        [sys.executable, "-m", "pipeline.review.pr_report", "--base", base, "--out", str(out)], repo, check=False
+    )
 
 
 def rows_after(markdown: str, heading: str) -> list[list[str]]:
@@ -98,7 +100,9 @@ def test_report_embeds_base_beside_head_pictures_and_both_runs(pr_repo, report_d
 
     client = MlflowClient(f"sqlite:///{pr_repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("digit-restore")
-    parents = client.search_runs([experiment.experiment_id], "tags.`digit_restore.pipeline_key` != '' and tags.dvc_exp_name = ''")
+    parents = client.search_runs(
+        [experiment.experiment_id], "tags.`digit_restore.pipeline_key` != '' and tags.dvc_exp_name = ''"
+    )
     by_lr = {run_.data.params["gan.lr_g"]: run_.info.run_id for run_ in parents}
     runs = markdown.split("## MLflow runs", 1)[1]
     assert f"- base HEAD~1 ({base_sha[:7]}): `" in runs and f"(run id `{by_lr['0.0004']}`)" in runs
@@ -112,10 +116,13 @@ def test_report_is_byte_identical_when_run_twice(pr_repo, report_dir, tmp_path):
     assert sorted(first) == ["damage_accuracy.png", "losses.png", "report.md", "restored_grid.png"]
 
 
-@pytest.mark.parametrize("base, message", [
-    ("no-such-branch", "--base 'no-such-branch': no such git revision"),
-    ("HEAD~2", "has no results: dvc.lock is not committed there"),  # the tiny params, before any run
-])
+@pytest.mark.parametrize(
+    "base, message",
+    [
+        ("no-such-branch", "--base 'no-such-branch': no such git revision"),
+        ("HEAD~2", "has no results: dvc.lock is not committed there"),  # the tiny params, before any run
+    ],
+)
 def test_a_base_without_results_exits_2_naming_it(pr_repo, tmp_path, base, message):
     result = pr_report_run(pr_repo, tmp_path / "out", base)
     assert result.returncode == 2
@@ -123,25 +130,44 @@ def test_a_base_without_results_exits_2_naming_it(pr_repo, tmp_path, base, messa
     assert not (tmp_path / "out").exists()
 
 
-FULL = {"data.dataset": "mnist", "data.max_train": None, "data.max_test": None, "classifier.epochs": 3,
-        "gan.epochs": 3, "gan.steps_per_epoch": None, "gan.batch_size": 64, "evaluate.grid_digits": 32}
+FULL = {
+    "data.dataset": "mnist",
+    "data.max_train": None,
+    "data.max_test": None,
+    "classifier.epochs": 3,
+    "gan.epochs": 3,
+    "gan.steps_per_epoch": None,
+    "gan.batch_size": 64,
+    "evaluate.grid_digits": 32,
+}
 SMALL = {**FULL, **small_run.SMALL_RUN}
 
 
-@pytest.mark.parametrize("base, head, compare, mark", [
-    (FULL, FULL, True, True),
-    (FULL, SMALL, False, False),  # CI's small run of the PR against the committed full run
-    (SMALL, SMALL, True, False),
-    (FULL, {**FULL, "gan.epochs": 5}, True, False),  # the PR trains longer: compared, but the spread is unknown there
-])
+@pytest.mark.parametrize(
+    "base, head, compare, mark",
+    [
+        (FULL, FULL, True, True),
+        (FULL, SMALL, False, False),  # CI's small run of the PR against the committed full run
+        (SMALL, SMALL, True, False),
+        (
+            FULL,
+            {**FULL, "gan.epochs": 5},
+            True,
+            False,
+        ),  # the PR trains longer: compared, but the spread is unknown there
+    ],
+)
 def test_small_runs_are_not_compared_with_full_ones_and_marks_need_the_benchmark_setting(base, head, compare, mark):
     assert pr_report.comparison_note(base, head)[:2] == (compare, mark)
 
 
 def test_a_change_beyond_the_seed_spread_is_marked():
     key = "damage.classic.restored.recovered_judge"  # spread 0.003 (0.921, 0.918, 0.918)
-    metrics = {key: {"old": 0.92, "new": 0.93}, "accuracy.restored": {"old": 0.96, "new": 0.97},
-               "damage.boxes.restored.recovered_judge": {"old": 0.85, "new": 0.86}}  # within 0.018
+    metrics = {
+        key: {"old": 0.92, "new": 0.93},
+        "accuracy.restored": {"old": 0.96, "new": 0.97},
+        "damage.boxes.restored.recovered_judge": {"old": 0.85, "new": 0.86},
+    }  # within 0.018
     section = "\n".join(pr_report.metrics_section(metrics, True, True, ""))
     rows = {row[0].strip("`"): row for row in rows_after(section, "## Headline metrics")}
     assert rows[key][3:] == ["+0.01", "0.003", "**beyond**"]
@@ -151,8 +177,12 @@ def test_a_change_beyond_the_seed_spread_is_marked():
 
 def test_seed_spreads_are_the_benchmark_pages_table():
     """Each spread is max - min of docs/benchmarks.md's three seeds (at least the printed digit), family by family."""
-    families = {"classic 8x8 box": "classic", "one box, side 4..12, anywhere": "boxes",
-                "2-3 boxes, side 4..6": "small_boxes", "1-2 dropped pen segments": "strokes"}
+    families = {
+        "classic 8x8 box": "classic",
+        "one box, side 4..12, anywhere": "boxes",
+        "2-3 boxes, side 4..6": "small_boxes",
+        "1-2 dropped pen segments": "strokes",
+    }
     benchmarks = (ROOT / "docs/benchmarks.md").read_text()
     found = {family: [] for family in families.values()}
     for line in benchmarks.splitlines():
@@ -176,6 +206,6 @@ def test_seed_spreads_are_the_benchmark_pages_table():
 
 def test_small_run_is_the_tests_tiny_configuration():
     tiny = {f"{section}.{key}": value for section, values in TINY_OVERRIDES.items() for key, value in values.items()}
-    assert small_run.SMALL_RUN == tiny
+    assert tiny == small_run.SMALL_RUN
     result = run([sys.executable, "-m", "pipeline.review.small_run"], ROOT)
     assert result.stdout.split() == small_run.set_args() and result.stdout.split()[:2] == ["-S", "data.max_train=512"]

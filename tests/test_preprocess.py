@@ -86,10 +86,13 @@ def test_a_phone_number_with_a_digit_missing_is_refused(digits):
         preprocess.split_number(strip, np.zeros(strip.shape, bool), 10, "number.png")
 
 
-@pytest.mark.parametrize("box, message", [
-    ("1,2,3", "expected four integers"),
-    ("1,2,0,4", "h and w >= 1"),
-])
+@pytest.mark.parametrize(
+    "box, message",
+    [
+        ("1,2,3", "expected four integers"),
+        ("1,2,0,4", "h and w >= 1"),
+    ],
+)
 def test_bad_boxes_are_refused(box, message):
     with pytest.raises(PipelineError, match=message):
         preprocess.parse_box(box)

@@ -68,16 +68,26 @@ def test_the_pipeline_registers_its_models(tiny_repo, tiny_store):
     chain_info = get_model_info(f"models:/{NAMES[2]}/1")
     # The default generator is blind: its chain takes the image alone. The chain checks its input itself
     # (pipeline/serving/chain_input.py), so its signature declares the outputs and the param, no inputs.
-    assert chain_info.signature.inputs is None and [p.name for p in chain_info.signature.params.params] == ["fill_value"]
+    assert chain_info.signature.inputs is None and [p.name for p in chain_info.signature.params.params] == [
+        "fill_value"
+    ]
     assert registry.chain_takes_mask(mlflow.pyfunc.load_model(f"models:/{NAMES[2]}/1")) is False
     assert {s["name"] for s in json.loads(chain_info.signature.to_dict()["outputs"])} == {
-        "restored", "damage", "digit", "confidence", "probabilities"}
+        "restored",
+        "damage",
+        "digit",
+        "confidence",
+        "probabilities",
+    }
 
     classifier_model = client.get_logged_model(get_model_info(f"models:/{NAMES[1]}/1").model_id)
     assert {"val_accuracy", "val_loss"} <= {m.key for m in classifier_model.metrics}  # the run's metrics attached
     chain_model = client.get_logged_model(chain_info.model_id)  # evaluate's, linked as they are logged
     chain_metrics = {m.key: m.value for m in chain_model.metrics}
-    assert chain_metrics["accuracy_restored"] == json.loads((tiny_repo / "results/metrics.json").read_text())["accuracy"]["restored"]
+    assert (
+        chain_metrics["accuracy_restored"]
+        == json.loads((tiny_repo / "results/metrics.json").read_text())["accuracy"]["restored"]
+    )
     assert len(chain_metrics) == len(client.get_run(chain_info.run_id).data.metrics)
     assert classifier[0].run_id and client.get_run(classifier[0].run_id).data.tags["dvc_stage"] == "train_classifier"
 
@@ -89,8 +99,11 @@ def test_each_champion_has_the_best_score_of_its_data(tiny_store):
     for name in (NAMES[0], NAMES[2]):
         best = client.get_model_version_by_alias(name, registry.CHAMPION)
         context = best.tags[registry.CONTEXT_TAG]
-        rivals = [v for v in client.search_model_versions(f"name = '{name}'")
-                  if v.tags.get(registry.CONTEXT_TAG) == context and v.tags[registry.SCORE_TAG] != "none"]
+        rivals = [
+            v
+            for v in client.search_model_versions(f"name = '{name}'")
+            if v.tags.get(registry.CONTEXT_TAG) == context and v.tags[registry.SCORE_TAG] != "none"
+        ]
         top = max(float(v.tags[registry.SCORE_TAG]) for v in rivals)
         assert float(best.tags[registry.SCORE_TAG]) == top
         assert int(best.version) == min(int(v.version) for v in rivals if float(v.tags[registry.SCORE_TAG]) == top)

@@ -105,8 +105,11 @@ def test_kill_9_mid_epoch_then_repro_resumes_to_the_uninterrupted_generator(repo
     earlier = {r.info.run_id for r in stage_runs(repo, "train_gan")}
     state_file = repo / paths.GAN_CHECKPOINT
     repro = subprocess.Popen(
-        DVC + ["repro", "-f", "-s", "train_gan"], cwd=repo, env=offline_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        DVC + ["repro", "-f", "-s", "train_gan"],
+        cwd=repo,
+        env=offline_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     kill_stage_after_first_checkpoint(repro, state_file)
     assert repro.wait(timeout=120) != 0

@@ -75,8 +75,9 @@ def test_a_phone_number_is_split_and_read_as_a_whole(tiny_repo, tmp_path, test_d
     images, _ = test_digits
     scan = 255 - cv2.resize(np.hstack(images), None, fx=2, fy=2)  # dark ink on paper, 56x560
     cv2.imwrite(str(tmp_path / "number.jpg"), scan)
-    result = digit_restore(tmp_path / "number.jpg", "--phone", "--box", "16,70,20,20", "--out", tmp_path / "out",
-                           cwd=tiny_repo)
+    result = digit_restore(
+        tmp_path / "number.jpg", "--phone", "--box", "16,70,20,20", "--out", tmp_path / "out", cwd=tiny_repo
+    )
     assert result.returncode == 0, result.stderr
 
     [row] = read_csv(tmp_path / "out/predictions.csv")
@@ -130,8 +131,9 @@ def test_a_generator_told_the_hole_refuses_to_run_without_one(tiny_repo, tmp_pat
     assert result.returncode == 2
     assert "trained with the hole as an input (gan.mask_channel true)" in result.stderr
     assert "--box" in result.stderr and not (tmp_path / "out").exists()
-    boxed = digit_restore(tmp_path / "digit.png", "--project", project, "--box", "10,10,8,8", "--out",
-                          tmp_path / "out", cwd=tmp_path)
+    boxed = digit_restore(
+        tmp_path / "digit.png", "--project", project, "--box", "10,10,8,8", "--out", tmp_path / "out", cwd=tmp_path
+    )
     assert boxed.returncode == 0, boxed.stderr
 
 
@@ -145,8 +147,9 @@ def test_a_registered_model_restores_too(tiny_repo, tmp_path, test_digits):
     [row] = read_csv(tmp_path / "out/predictions.csv")
     assert cv2.imread(row["restored"], cv2.IMREAD_UNCHANGED).shape == (28, 28)
     assert row["prediction"] in list("0123456789") and 0 < float(row["confidence"]) <= 1
-    boxed = digit_restore(tmp_path / "digit.png", "--box", "10,10,8,8", "--out", tmp_path / "boxed", *model,
-                          cwd=tmp_path, **env)
+    boxed = digit_restore(
+        tmp_path / "digit.png", "--box", "10,10,8,8", "--out", tmp_path / "boxed", *model, cwd=tmp_path, **env
+    )
     assert boxed.returncode == 2 and "restores blind: it takes the image alone" in boxed.stderr
 
 
@@ -157,11 +160,16 @@ def bad_inputs(tmp: Path) -> dict:
     (tmp / "notes.png").write_text("not an image")
     (tmp / "empty").mkdir()
     return {
-        "unreadable": ([tmp / "notes.png", "--box", "1,1,2,2"], f"{tmp / 'notes.png'}: not a readable PNG or JPEG image"),
+        "unreadable": (
+            [tmp / "notes.png", "--box", "1,1,2,2"],
+            f"{tmp / 'notes.png'}: not a readable PNG or JPEG image",
+        ),
         "missing": ([tmp / "nowhere.png"], f"{tmp / 'nowhere.png'}: no such file"),
         "empty folder": ([tmp / "empty"], f"{tmp / 'empty'}: the folder holds no PNG or JPEG images"),
-        "mask size": ([tmp / "digit.png", "--mask", tmp / "wide_mask.png"],
-                      f"{tmp / 'wide_mask.png'}: the mask is 40x28 (width x height) but {tmp / 'digit.png'} is 28x28"),
+        "mask size": (
+            [tmp / "digit.png", "--mask", tmp / "wide_mask.png"],
+            f"{tmp / 'wide_mask.png'}: the mask is 40x28 (width x height) but {tmp / 'digit.png'} is 28x28",
+        ),
         "box outside": ([tmp / "digit.png", "--box", "20,20,10,4"], "--box 20,20,10,4: leaves"),
         "bad box": ([tmp / "digit.png", "--box", "2,x,3,3"], "--box: expected four integers"),
         "phone digits": ([tmp / "digit.png", "--phone"], f"{tmp / 'digit.png'}: found 0 digits"),
@@ -170,8 +178,20 @@ def bad_inputs(tmp: Path) -> dict:
     }
 
 
-@pytest.mark.parametrize("case", ["unreadable", "missing", "empty folder", "mask size", "box outside", "bad box",
-                                  "phone digits", "no models", "overwrite"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unreadable",
+        "missing",
+        "empty folder",
+        "mask size",
+        "box outside",
+        "bad box",
+        "phone digits",
+        "no models",
+        "overwrite",
+    ],
+)
 def test_bad_input_is_refused_with_a_clear_error(tmp_path, case):
     args, message = bad_inputs(tmp_path)[case]
     # No data/ in tmp_path: no models either. argparse keeps the last --out: the "overwrite" case's own.

@@ -31,9 +31,28 @@ def server(tiny_repo, tmp_path_factory):
     log = (tmp_path_factory.mktemp("serve") / "server.log").open("w")
     env = offline_env(MLFLOW_TRACKING_URI=f"sqlite:///{tiny_repo / 'mlflow.db'}")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-        cwd=tiny_repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            MODEL,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        cwd=tiny_repo,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -98,12 +117,17 @@ BAD_REQUESTS = {  # the default chain is blind: its one field is `image`, so a m
     "wrong side": (inputs(image=BLANK[:, :27]), "image: expected shape (n, 28, 28), got (2, 27, 28)"),
     "one image, not a batch": (inputs(image=BLANK[0]), "got (28, 28) (one image is a batch of one: wrap it in a list)"),
     "ragged rows": (json.dumps({"inputs": {"image": [[[0] * 28] * 27 + [[0] * 5]]}}).encode(), "inhomogeneous shape"),
-    "above 255": (inputs(image=BLANK.astype(int) + np.eye(28, dtype=int) * 300), "image: pixel values must be 0..255, got values from 0 to 300"),
+    "above 255": (
+        inputs(image=BLANK.astype(int) + np.eye(28, dtype=int) * 300),
+        "image: pixel values must be 0..255, got values from 0 to 300",
+    ),
     "below 0": (inputs(image=BLANK.astype(int) - 1), "image: pixel values must be 0..255, got values from -1 to -1"),
     "fractions": (inputs(image=BLANK + 0.5), "image: pixel values must be whole numbers 0..255, got fractions"),
     "empty batch": (inputs(image=[]), "image: the batch is empty; send at least one 28x28 image"),
-    "oversized": (inputs(image=np.zeros((MAX_IMAGES + 1, 28, 28), np.uint8)),
-                  f"image: {MAX_IMAGES + 1} images in one request; at most {MAX_IMAGES}, send the rest in another"),
+    "oversized": (
+        inputs(image=np.zeros((MAX_IMAGES + 1, 28, 28), np.uint8)),
+        f"image: {MAX_IMAGES + 1} images in one request; at most {MAX_IMAGES}, send the rest in another",
+    ),
 }
 
 
@@ -119,4 +143,8 @@ def test_the_server_still_answers_after_the_bad_requests(server, tiny_repo, monk
     images = load_split(mirror_dir() / "mnist", "test", 10)[0]
     status, answer = post(server, inputs(image=images))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_repo / 'mlflow.db'}")
-    assert status == 200 and answer["predictions"]["digit"] == mlflow.pyfunc.load_model(MODEL).predict({"image": images})["digit"].tolist()
+    assert (
+        status == 200
+        and answer["predictions"]["digit"]
+        == mlflow.pyfunc.load_model(MODEL).predict({"image": images})["digit"].tolist()
+    )

@@ -77,7 +77,9 @@ def test_a_pulled_experiment_is_listed_with_its_params_and_metrics(shared):
     assert data["params"]["params.yaml"]["data"]["gan"]["epochs"] == 2  # the baseline's tiny params
     # DVC leaves out the metrics that are null (a recovered fraction where damage cost no accuracy).
     assert flat(data["metrics"]["results/metrics.json"]["data"]) == {
-        key: value for key, value in flat(json.loads((a / "results/metrics.json").read_text())).items() if value is not None
+        key: value
+        for key, value in flat(json.loads((a / "results/metrics.json").read_text())).items()
+        if value is not None
     }
 
 

@@ -34,7 +34,9 @@ class AuthServer:
 
 def as_user(monkeypatch, login: Login | None) -> None:
     """MLflow's client reads the credentials from the environment at every request."""
-    for name, value in (login.env() if login else {"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}).items():
+    for name, value in (
+        login.env() if login else {"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}
+    ).items():
         if value:
             monkeypatch.setenv(name, value)
         else:
@@ -52,8 +54,15 @@ def tiny_copy(directory: Path) -> Path:
 def auth_server(tmp_path_factory):
     """docs/team.md's users on a fresh authenticated server, then `dvc repro` of the tiny configuration as EDITOR."""
     directory = tmp_path_factory.mktemp("auth-server")
-    with mlflow_server(f"sqlite:///{directory / 'mlflow.db'}", directory / "artifacts", directory / "server.log",
-                       auth_config=write_auth_config(directory)) as url, pytest.MonkeyPatch.context() as monkeypatch:
+    with (
+        mlflow_server(
+            f"sqlite:///{directory / 'mlflow.db'}",
+            directory / "artifacts",
+            directory / "server.log",
+            auth_config=write_auth_config(directory),
+        ) as url,
+        pytest.MonkeyPatch.context() as monkeypatch,
+    ):
         as_user(monkeypatch, ADMIN)
         admin = AuthServiceClient(url)
         for login in (EDITOR, REVIEWER):
@@ -85,19 +94,30 @@ def test_a_wrong_password_stops_the_first_stage_in_seconds_and_writes_nothing(au
     output = result.stdout + result.stderr
 
     assert result.returncode != 0 and elapsed < FIRST_STAGE_LIMIT_S, output
-    assert (f"error: MLFLOW_TRACKING_URI={auth_server.url}: the MLflow server refused the login of "
-            f"MLFLOW_TRACKING_USERNAME={EDITOR.username} (401); check MLFLOW_TRACKING_PASSWORD") in output
+    assert (
+        f"error: MLFLOW_TRACKING_URI={auth_server.url}: the MLflow server refused the login of "
+        f"MLFLOW_TRACKING_USERNAME={EDITOR.username} (401); check MLFLOW_TRACKING_PASSWORD"
+    ) in output
     assert "'download'" in output and "exited with 2" in output and "Traceback" not in output
     assert "Running stage 'mask'" not in output
     assert not (repo / "data").exists() and not (repo / "dvc.lock").exists()
 
 
-@pytest.mark.parametrize("login, problem", [
-    (None, "the MLflow server asks for a login (401); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-           "(or MLFLOW_TRACKING_TOKEN) to your account on it"),
-    (Login(EDITOR.username, ""), f"MLFLOW_TRACKING_USERNAME={EDITOR.username} is set but MLFLOW_TRACKING_PASSWORD is not; "
-                                 "the server asks for both"),
-])
+@pytest.mark.parametrize(
+    "login, problem",
+    [
+        (
+            None,
+            "the MLflow server asks for a login (401); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "(or MLFLOW_TRACKING_TOKEN) to your account on it",
+        ),
+        (
+            Login(EDITOR.username, ""),
+            f"MLFLOW_TRACKING_USERNAME={EDITOR.username} is set but MLFLOW_TRACKING_PASSWORD is not; "
+            "the server asks for both",
+        ),
+    ],
+)
 def test_missing_credentials_are_named(auth_server, monkeypatch, login, problem):
     as_user(monkeypatch, login)
     with pytest.raises(PipelineError) as refused:
@@ -128,15 +148,24 @@ def test_a_reviewer_cannot_log_a_run_register_a_version_or_move_the_champion(aut
     assert refused_with_403(lambda: client.create_model_version(CHAIN, source, champion.run_id))
     assert refused_with_403(lambda: client.set_registered_model_alias(CHAIN, CHAMPION, challenger.version))
     assert client.get_model_version_by_alias(CHAIN, CHAMPION).version == champion.version
-    assert {v.version for v in client.search_model_versions(f"name = '{CHAIN}'")} == {champion.version, challenger.version}
+    assert {v.version for v in client.search_model_versions(f"name = '{CHAIN}'")} == {
+        champion.version,
+        challenger.version,
+    }
     assert "forged" not in client.get_run(champion.run_id).data.metrics
 
     # A stage run by a reviewer stops before it trains, in one line naming the server and the account.
-    stage = run([sys.executable, "-m", "pipeline.train_classifier"], auth_server.repo,
-                offline_env(MLFLOW_TRACKING_URI=auth_server.url, **REVIEWER.env()), check=False)
+    stage = run(
+        [sys.executable, "-m", "pipeline.train_classifier"],
+        auth_server.repo,
+        offline_env(MLFLOW_TRACKING_URI=auth_server.url, **REVIEWER.env()),
+        check=False,
+    )
     assert stage.returncode == 2 and "Traceback" not in stage.stderr, stage.stderr
-    assert (f"error: MLFLOW_TRACKING_URI={auth_server.url}: the MLflow server refused {REVIEWER.username} a write "
-            "to experiment 'digit-restore' (403: read-only)") in stage.stderr
+    assert (
+        f"error: MLFLOW_TRACKING_URI={auth_server.url}: the MLflow server refused {REVIEWER.username} a write "
+        "to experiment 'digit-restore' (403: read-only)"
+    ) in stage.stderr
 
     as_user(monkeypatch, EDITOR)  # whoever may register a version may move the alias: MLflow gates both alike
     client.set_registered_model_alias(CHAIN, CHAMPION, challenger.version)

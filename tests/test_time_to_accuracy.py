@@ -27,8 +27,13 @@ def tiny():
     split = MaskedSplit(clean, labels, masked, holes, np.zeros(holes.shape, bool))
     judge = build_classifier()
     read = lambda images: judge(images).numpy().argmax(axis=1)  # noqa: E731
-    held_out = HeldOut(masked[:32], holes[:32], labels[:32], accuracy(read(clean[:32]), labels[:32]),
-                       accuracy(read(masked[:32]), labels[:32]))
+    held_out = HeldOut(
+        masked[:32],
+        holes[:32],
+        labels[:32],
+        accuracy(read(clean[:32]), labels[:32]),
+        accuracy(read(masked[:32]), labels[:32]),
+    )
     return split, judge, held_out
 
 
@@ -56,7 +61,8 @@ def test_the_clock_scores_every_n_iterations_on_monotone_training_seconds(tiny, 
     split, judge, held_out = tiny
     params = load_params(ROOT / "params.yaml")
     overrides = (CHAPTER_RECIPE if recipe == "chapter" else {"fresh_damage": False}) | dict(
-        epochs=2, steps_per_epoch=3, batch_size=16)
+        epochs=2, steps_per_epoch=3, batch_size=16
+    )
     params = dataclasses.replace(params, gan=dataclasses.replace(params.gan, **overrides))
     clock = SwapRecordingClock(held_out, judge, every=2, total=6)
     gan, _ = train(params, split, [clock])

@@ -19,9 +19,11 @@ def test_a_tracking_server_that_is_down_fails_in_seconds(monkeypatch):
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     started = time.monotonic()
-    with pytest.raises(PipelineError, match=f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers"):
-        with tracking.stage_run(load_params(ROOT / "params.yaml"), "train_gan", "gan"):
-            pytest.fail("the stage body must not run")
+    with (
+        pytest.raises(PipelineError, match=f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers"),
+        tracking.stage_run(load_params(ROOT / "params.yaml"), "train_gan", "gan"),
+    ):
+        pytest.fail("the stage body must not run")
     assert time.monotonic() - started < server_access.SERVER_TIMEOUT_S + 5
 
 
@@ -62,10 +64,16 @@ def test_runs_left_running_by_a_dead_process_are_marked_killed_and_no_others(tmp
 
 def test_two_stages_that_open_a_fresh_sqlite_store_at_once_both_succeed(tmp_path):
     """Without the lock beside the store, both processes run MLflow's schema migrations and one fails."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     script = "from pipeline.common import tracking; print(tracking.open_experiment('race')[1])"
     processes = [
-        subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     ids = set()

@@ -53,8 +53,12 @@ def actionlint() -> str:
 
 
 def test_workflows_pass_actionlint():
-    result = subprocess.run([actionlint(), "-no-color", *sorted(map(str, WORKFLOWS.glob("*.yml")))],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [actionlint(), "-no-color", *sorted(map(str, WORKFLOWS.glob("*.yml")))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

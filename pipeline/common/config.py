@@ -24,15 +24,39 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # auto: pipeline/training/pr
 LR_SCHEDULES = ("constant", "cosine")
 CHAPTER_WIDTH = 32  # the filters of the chapter's full-resolution layers
 # What the chapter loop leaves out, and the only values it accepts for them (the loop would ignore any other).
-CHAPTER_LOOP_FIXED = dict(generator="chapter", discriminator="chapter", mask_channel=False, composite=False,
-                          mask_weight=0.0, damage_threshold=0.0, fresh_damage=False, recon_weight=0.0,
-                          class_weight=0.0, reader_weight=0.0, ema=0.0, lr_schedule="constant", warmup_steps=0,
-                          adversarial_warmup=0, width=CHAPTER_WIDTH, encoder_depth=1)
+CHAPTER_LOOP_FIXED = dict(
+    generator="chapter",
+    discriminator="chapter",
+    mask_channel=False,
+    composite=False,
+    mask_weight=0.0,
+    damage_threshold=0.0,
+    fresh_damage=False,
+    recon_weight=0.0,
+    class_weight=0.0,
+    reader_weight=0.0,
+    ema=0.0,
+    lr_schedule="constant",
+    warmup_steps=0,
+    adversarial_warmup=0,
+    width=CHAPTER_WIDTH,
+    encoder_depth=1,
+)
 # The chapter's training as it was published, as overrides of the gan section: its networks, its loop
 # (pipeline/training/chapter_loop.py), its optimisers, batch and epochs, the adversarial loss alone, the mask stage's
 # damage. Trained on the chapter's box alone (mask.families.boxes / strokes at weight 0) it reproduces the chapter.
-CHAPTER_RECIPE = dict(CHAPTER_LOOP_FIXED, loop="chapter", epochs=5, batch_size=128, steps_per_epoch=None, lr_g=2e-4,
-                      lr_d=4e-4, beta1=0.5, real_label=0.9, precision="float32")
+CHAPTER_RECIPE = dict(
+    CHAPTER_LOOP_FIXED,
+    loop="chapter",
+    epochs=5,
+    batch_size=128,
+    steps_per_epoch=None,
+    lr_g=2e-4,
+    lr_d=4e-4,
+    beta1=0.5,
+    real_label=0.9,
+    precision="float32",
+)
 GIVEN_HOLE_RECIPE = dict(mask_channel=True, composite=True, mask_weight=0.0)
 IMAGE_SIDE = 28
 NUM_CLASSES = 10  # digits, or Fashion-MNIST's 10 kinds of clothing
@@ -185,9 +209,7 @@ def _build_section(cls, raw, section: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ParamsError(
-            f"{section}.{unknown[0]}: unknown key; allowed keys in '{section}' are {', '.join(fields)}"
-        )
+        raise ParamsError(f"{section}.{unknown[0]}: unknown key; allowed keys in '{section}' are {', '.join(fields)}")
     missing = [name for name in fields if name not in raw]
     if missing:
         raise ParamsError(f"{section}.{missing[0]}: missing key (required in '{section}')")
@@ -215,7 +237,9 @@ def _require_damage_head(g: GanParams, key: str, does: str) -> None:
 def _validate_damage(key: str, d: Damage) -> None:
     _require(d.weight >= 0, f"{key}.weight: must be >= 0, got {d.weight}")
     _require(d.count_min >= 1, f"{key}.count_min: must be >= 1, got {d.count_min}")
-    _require(d.count_max >= d.count_min, f"{key}.count_max: must be >= {key}.count_min ({d.count_min}), got {d.count_max}")
+    _require(
+        d.count_max >= d.count_min, f"{key}.count_max: must be >= {key}.count_min ({d.count_min}), got {d.count_max}"
+    )
     if isinstance(d, StrokeDamage):
         _require(1 <= d.length <= IMAGE_SIDE, f"{key}.length: must be in 1..{IMAGE_SIDE}, got {d.length}")
         _require(1 <= d.width <= 9, f"{key}.width: must be in 1..9, got {d.width}")
@@ -287,7 +311,8 @@ def _validate(p: Params) -> None:
         _require(
             not wrong,
             "gan.loop: chapter trains the chapter's networks on its adversarial loss alone, so it needs "
-            + ", ".join(f"gan.{key}={CHAPTER_LOOP_FIXED[key]}" for key in wrong) + "; got "
+            + ", ".join(f"gan.{key}={CHAPTER_LOOP_FIXED[key]}" for key in wrong)
+            + "; got "
             + ", ".join(f"gan.{key}={value}" for key, value in wrong.items())
             + " (the whole recipe: pipeline/common/config.py CHAPTER_RECIPE, docs/recipes.md)",
         )
@@ -336,8 +361,10 @@ def _validate(p: Params) -> None:
     _require(g.reader_weight >= 0, f"gan.reader_weight: must be >= 0, got {g.reader_weight}")
     _require(g.mask_weight >= 0, f"gan.mask_weight: must be >= 0, got {g.mask_weight}")
     _require_damage_head(g, "mask_weight", "trains")
-    _require(0 <= g.damage_threshold < 1,
-             f"gan.damage_threshold: must be in [0, 1) (0 = the soft composite), got {g.damage_threshold}")
+    _require(
+        0 <= g.damage_threshold < 1,
+        f"gan.damage_threshold: must be in [0, 1) (0 = the soft composite), got {g.damage_threshold}",
+    )
     _require_damage_head(g, "damage_threshold", "thresholds")
     _require(0 <= g.ema < 1, f"gan.ema: must be in [0, 1) (0 = no averaging), got {g.ema}")
 
@@ -359,10 +386,12 @@ def parse_params(raw) -> Params:
     if missing:
         raise ParamsError(f"{missing[0]}: missing section in params.yaml")
     hints = typing.get_type_hints(Params)
-    params = Params(**{
-        name: _build_mask(raw[name]) if name == "mask" else _build_section(hints[name], raw[name], name)
-        for name in sections
-    })
+    params = Params(
+        **{
+            name: _build_mask(raw[name]) if name == "mask" else _build_section(hints[name], raw[name], name)
+            for name in sections
+        }
+    )
     _validate(params)
     return params
 

@@ -49,10 +49,13 @@ def check_login(uri: str) -> None:
 
     creds = get_default_host_creds(uri)
     try:
-        response = http_request(creds, SEARCH_ENDPOINT, "GET", max_retries=0, timeout=SERVER_TIMEOUT_S,
-                                params={"max_results": 1})
+        response = http_request(
+            creds, SEARCH_ENDPOINT, "GET", max_retries=0, timeout=SERVER_TIMEOUT_S, params={"max_results": 1}
+        )
     except MlflowException as exc:
-        raise PipelineError(f"MLFLOW_TRACKING_URI={uri}: the MLflow server did not answer a search ({exc.message})") from None
+        raise PipelineError(
+            f"MLFLOW_TRACKING_URI={uri}: the MLflow server did not answer a search ({exc.message})"
+        ) from None
     if response.status_code == 401:
         raise PipelineError(f"MLFLOW_TRACKING_URI={uri}: {_login_problem(creds)}")
     if response.status_code != 200:
@@ -66,8 +69,10 @@ def _login_problem(creds) -> str:
     if creds.token:
         return "the MLflow server refused MLFLOW_TRACKING_TOKEN (401); check it, or log in with a username and password"
     if creds.username and creds.password:
-        return (f"the MLflow server refused the login of MLFLOW_TRACKING_USERNAME={creds.username} (401); "
-                "check MLFLOW_TRACKING_PASSWORD")
+        return (
+            f"the MLflow server refused the login of MLFLOW_TRACKING_USERNAME={creds.username} (401); "
+            "check MLFLOW_TRACKING_PASSWORD"
+        )
     if creds.username:
         return f"MLFLOW_TRACKING_USERNAME={creds.username} is set but MLFLOW_TRACKING_PASSWORD is not; the server asks for both"
     return f"the MLflow server asks for a login (401); set {CREDENTIALS} to your account on it"

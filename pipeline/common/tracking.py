@@ -167,13 +167,9 @@ def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
 
 def _parent_run_id(client: MlflowClient, experiment_id: str, params: Params, tags: dict[str, str]) -> str:
     flat = flatten(params)
-    identity = json.dumps(
-        {"params": flat, "commit": tags["git_commit"], "exp": tags["dvc_exp_name"]}, sort_keys=True
-    )
+    identity = json.dumps({"params": flat, "commit": tags["git_commit"], "exp": tags["dvc_exp_name"]}, sort_keys=True)
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    found = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
-    )
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
     if found:
         return found[0].info.run_id
     restorer = "given-hole" if params.gan.mask_channel else "blind"

@@ -71,7 +71,9 @@ def per_class_bars(per_class: dict[str, dict[str, float]]):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     width = 0.27
     for i, variant in enumerate(variants):
-        ax.bar(np.arange(len(classes)) + (i - 1) * width, [per_class[c][variant] for c in classes], width, label=variant)
+        ax.bar(
+            np.arange(len(classes)) + (i - 1) * width, [per_class[c][variant] for c in classes], width, label=variant
+        )
     ax.set_xticks(np.arange(len(classes)), classes)
     ax.set_xlabel("class")
     ax.set_ylabel("accuracy")
@@ -91,8 +93,15 @@ def accuracy_by_damage(damage: dict[str, dict[str, dict[str, float]]]):
         for j, (reader, hatch) in enumerate((("judge", None), ("second", "//"))):
             offset = (2 * i + j - len(restorers) + 0.5) * width
             values = [damage[f][restorer][f"accuracy_{reader}"] for f in families]
-            ax.bar(np.arange(len(families)) + offset, values, width, color=f"C{i}", hatch=hatch,
-                   label=f"{restorer} ({reader})", edgecolor="white")
+            ax.bar(
+                np.arange(len(families)) + offset,
+                values,
+                width,
+                color=f"C{i}",
+                hatch=hatch,
+                label=f"{restorer} ({reader})",
+                edgecolor="white",
+            )
     ax.set_xticks(np.arange(len(families)), families)
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)

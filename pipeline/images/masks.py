@@ -31,7 +31,9 @@ def split_rng(seed: int, split: str) -> np.random.Generator:
 
 def skeletons(images: np.ndarray) -> np.ndarray:
     """Boolean (n, 28, 28): the one-pixel-wide centre lines of each image's ink (uint8 (n, 28, 28))."""
-    return np.stack([skeletonize(image > INK_LEVEL) for image in images]) if len(images) else np.zeros((0, 28, 28), bool)
+    return (
+        np.stack([skeletonize(image > INK_LEVEL) for image in images]) if len(images) else np.zeros((0, 28, 28), bool)
+    )
 
 
 def square_masks(n: int, family: SquareDamage, rng: np.random.Generator) -> np.ndarray:
@@ -43,8 +45,8 @@ def square_masks(n: int, family: SquareDamage, rng: np.random.Generator) -> np.n
         sides = rng.integers(family.side_min, family.side_max + 1, size=n)
         rows = rng.integers(family.row_min, np.minimum(family.row_max, IMAGE_SIDE - sides) + 1)
         cols = rng.integers(family.col_min, np.minimum(family.col_max, IMAGE_SIDE - sides) + 1)
-        in_rows = (_AXIS >= rows[:, None]) & (_AXIS < (rows + sides)[:, None])
-        in_cols = (_AXIS >= cols[:, None]) & (_AXIS < (cols + sides)[:, None])
+        in_rows = (rows[:, None] <= _AXIS) & ((rows + sides)[:, None] > _AXIS)
+        in_cols = (cols[:, None] <= _AXIS) & ((cols + sides)[:, None] > _AXIS)
         holes |= in_rows[:, :, None] & in_cols[:, None, :] & (k < counts)[:, None, None]
     return holes
 

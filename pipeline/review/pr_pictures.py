@@ -21,16 +21,24 @@ def vega_rows(plots: dict, field: str, rev: str) -> list[dict]:
     """Revision `rev`'s rows of the vega plot that draws `field` (plots are keyed by their dvc.yaml titles). DVC
     repeats each row once per plotted field; the rows of the first field are each row once."""
     entries = next(
-        (entries for entries in plots.values()
-         if entries and entries[0]["type"] == "vega"
-         and any(field in row for row in entries[0]["content"]["data"]["values"][:1])),
+        (
+            entries
+            for entries in plots.values()
+            if entries
+            and entries[0]["type"] == "vega"
+            and any(field in row for row in entries[0]["content"]["data"]["values"][:1])
+        ),
         [],
     )
     if not entries:
         return []
     first = entries[0]["content"]["data"]["values"][0].get("field")
-    return [row for entry in entries for row in entry["content"]["data"]["values"]
-            if row["rev"] == rev and row.get("field") == first]
+    return [
+        row
+        for entry in entries
+        for row in entry["content"]["data"]["values"]
+        if row["rev"] == rev and row.get("field") == first
+    ]
 
 
 def image_path(plots: dict, path: str, rev: str) -> str | None:
@@ -75,10 +83,21 @@ def damage_accuracy(sides: list[tuple[str, list[dict]]], out) -> None:
         for i, (label, rows) in enumerate(sides):
             by_family = {row["family"]: row for row in rows}
             offset = (i - (len(sides) - 1) / 2) * width
-            ax.bar(x + offset, [float(by_family[f][f"restored_{reader}"]) for f in families], width,
-                   color=f"C{i}", label=label)
-            ax.scatter(x + offset, [float(by_family[f][f"masked_{reader}"]) for f in families], marker="_",
-                       color="grey", s=200, zorder=3)
+            ax.bar(
+                x + offset,
+                [float(by_family[f][f"restored_{reader}"]) for f in families],
+                width,
+                color=f"C{i}",
+                label=label,
+            )
+            ax.scatter(
+                x + offset,
+                [float(by_family[f][f"masked_{reader}"]) for f in families],
+                marker="_",
+                color="grey",
+                s=200,
+                zorder=3,
+            )
         ax.set_xticks(x, families)
         ax.set_ylim(0, 1)
         ax.set_title(f"restored, read by {reader_name}", fontsize=10)

@@ -29,11 +29,23 @@ from pipeline.review import pr_pictures, pr_runs, seed_spread, small_run
 REPORT_NAME = "report.md"
 MARKER = "<!-- digit-restore pr-report -->"  # the workflow finds its own PR comment by this line
 FAMILIES = ("classic", "boxes", "small_boxes", "strokes")
-STATISTICS = ("accuracy_judge", "accuracy_second", "recovered_judge", "recovered_second", "l1_damage", "changed_outside")
+STATISTICS = (
+    "accuracy_judge",
+    "accuracy_second",
+    "recovered_judge",
+    "recovered_second",
+    "l1_damage",
+    "changed_outside",
+)
 # On the mask stage's test draw, then docs/benchmarks.md's table of damage family x blind restorer.
 HEADLINE = (
-    "accuracy.clean", "accuracy.masked", "accuracy.restored", "recovered_fraction",
-    "second_reader.accuracy.restored", "second_reader.recovered_fraction", "phone_number.restored",
+    "accuracy.clean",
+    "accuracy.masked",
+    "accuracy.restored",
+    "recovered_fraction",
+    "second_reader.accuracy.restored",
+    "second_reader.recovered_fraction",
+    "phone_number.restored",
     *(f"damage.{family}.restored.{stat}" for family in FAMILIES for stat in STATISTICS),
 )
 PICTURES = {  # file -> alt text
@@ -95,20 +107,32 @@ def comparison_note(base: dict, head: dict) -> tuple[bool, bool, str]:
     """(compare the sides' metrics at all, mark changes beyond the seed spread, why) from each side's params."""
     if small_run.is_small(base) != small_run.is_small(head):
         small = "head" if small_run.is_small(head) else "base"
-        return False, False, (
-            f"{small.capitalize()}'s results come from the small configuration (pipeline/review/small_run.py) and the "
-            "other side's from a larger run: their metrics are not compared, head's are listed alone."
+        return (
+            False,
+            False,
+            (
+                f"{small.capitalize()}'s results come from the small configuration (pipeline/review/small_run.py) and the "
+                "other side's from a larger run: their metrics are not compared, head's are listed alone."
+            ),
         )
     if seed_spread.at_benchmark_setting(base) and seed_spread.at_benchmark_setting(head):
-        return True, True, (
-            f"**beyond** marks a change larger than the seed-to-seed spread (max - min over three training seeds) "
-            f"of {seed_spread.SOURCE}; smaller changes are what a reseed alone does. "
-            "The benchmark measured the damage table only."
+        return (
+            True,
+            True,
+            (
+                f"**beyond** marks a change larger than the seed-to-seed spread (max - min over three training seeds) "
+                f"of {seed_spread.SOURCE}; smaller changes are what a reseed alone does. "
+                "The benchmark measured the damage table only."
+            ),
         )
     setting = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in seed_spread.BENCHMARK_SETTING.items())
-    return True, False, (
-        f"No change is marked: the seed-to-seed spread ({seed_spread.SOURCE}) was measured at {setting}, and these "
-        "runs are not both at that setting."
+    return (
+        True,
+        False,
+        (
+            f"No change is marked: the seed-to-seed spread ({seed_spread.SOURCE}) was measured at {setting}, and these "
+            "runs are not both at that setting."
+        ),
     )
 
 
@@ -125,21 +149,28 @@ def metrics_section(metrics: dict[str, dict], compare: bool, mark: bool, note: s
         beyond = "-"
         if mark and spread is not None and delta is not None:
             beyond = "**beyond**" if abs(delta) > spread else "no"
-        lines.append(f"| `{key}` | {_number(old)} | {_number(new)} | {'-' if delta is None else _signed(delta)} "
-                     f"| {_number(spread)} | {beyond} |")
+        lines.append(
+            f"| `{key}` | {_number(old)} | {_number(new)} | {'-' if delta is None else _signed(delta)} "
+            f"| {_number(spread)} | {beyond} |"
+        )
     return [*lines, ""]
 
 
 def draw_pictures(plots: dict, sides: list[tuple[str, str]], out: Path) -> list[str]:
     """Draw each picture that at least one side has data for; (revision, label) per side. The names drawn."""
     drawn = []
-    grids = [(label, path) for rev, label in sides
-             if (path := pr_pictures.image_path(plots, "results/restored_grid.png", rev))]
+    grids = [
+        (label, path)
+        for rev, label in sides
+        if (path := pr_pictures.image_path(plots, "results/restored_grid.png", rev))
+    ]
     if grids:
         pr_pictures.side_by_side_images(grids, out / "restored_grid.png")
         drawn.append("restored_grid.png")
-    for name, field, draw in (("damage_accuracy.png", "restored_judge", pr_pictures.damage_accuracy),
-                              ("losses.png", "d_loss", pr_pictures.loss_curves)):
+    for name, field, draw in (
+        ("damage_accuracy.png", "restored_judge", pr_pictures.damage_accuracy),
+        ("losses.png", "d_loss", pr_pictures.loss_curves),
+    ):
         data = [(label, rows) for rev, label in sides if (rows := pr_pictures.vega_rows(plots, field, rev))]
         if data:
             draw(data, out / name)
@@ -191,8 +222,10 @@ def write_report(base_rev: str, out: Path, image_url: str | None) -> None:
         *(f"![{PICTURES[name]}]({prefix}{name})\n" for name in drawn),
         *([f"Not drawn, no side had the data: {'; '.join(missing)}.", ""] if missing else []),
         *runs_section(
-            [(base_label, yaml.safe_load(_git("show", f"{sha}:dvc.lock").stdout)),
-             (head_label, yaml.safe_load(Path("dvc.lock").read_text()))],
+            [
+                (base_label, yaml.safe_load(_git("show", f"{sha}:dvc.lock").stdout)),
+                (head_label, yaml.safe_load(Path("dvc.lock").read_text())),
+            ],
             str(head_params.get("tracking.experiment", "digit-restore")),
         ),
     ]
@@ -205,7 +238,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.review.pr_report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="git revision to compare the workspace with, e.g. origin/main")
     parser.add_argument("--out", type=Path, default=Path("reports/pr"), help="folder for report.md and its PNGs")
-    parser.add_argument("--image-url", help="URL the PNGs will be served from (a PR comment); default: beside report.md")
+    parser.add_argument(
+        "--image-url", help="URL the PNGs will be served from (a PR comment); default: beside report.md"
+    )
     return parser.parse_args(argv)
 
 

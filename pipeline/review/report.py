@@ -48,14 +48,22 @@ class Row:
     def sort_key(self):
         s = self.settings
         width = s["mask.families.strokes.width"]
-        return (s["data.dataset"], s["gan.mask_channel"], -1 if width == MISSING else int(width), float(s["gan.lr_g"]),
-                float(s["gan.lr_d"]), self.name)
+        return (
+            s["data.dataset"],
+            s["gan.mask_channel"],
+            -1 if width == MISSING else int(width),
+            float(s["gan.lr_g"]),
+            float(s["gan.lr_d"]),
+            self.name,
+        )
 
     def label(self) -> str:
         s = self.settings
         restorer = "told the hole" if s["gan.mask_channel"] == "True" else "blind"
-        return (f"{self.name}\n{s['data.dataset']}, {restorer}, strokes {s['mask.families.strokes.width']}\n"
-                f"lr_g {s['gan.lr_g']}, lr_d {s['gan.lr_d']}")
+        return (
+            f"{self.name}\n{s['data.dataset']}, {restorer}, strokes {s['mask.families.strokes.width']}\n"
+            f"lr_g {s['gan.lr_g']}, lr_d {s['gan.lr_d']}"
+        )
 
 
 def store_uri() -> str:
@@ -84,9 +92,7 @@ def select(experiment: str, filter_string: str) -> list[Row]:
         raise PipelineError(f"--filter {filter_string!r} is not a valid MLflow filter: {exc.message}") from None
     selection = f"--filter {filter_string!r}" if filter_string.strip() else "the store"
     if not runs:
-        raise PipelineError(
-            f"{selection} matches no configuration (parent run) in experiment {experiment!r} of {uri}"
-        )
+        raise PipelineError(f"{selection} matches no configuration (parent run) in experiment {experiment!r} of {uri}")
     scored = [run for run in runs if all(key in run.data.metrics for key in ACCURACIES)]
     if not scored:
         raise PipelineError(
@@ -112,8 +118,18 @@ def _number(value: float | None) -> str:
 
 
 def markdown_table(rows: list[Row]) -> str:
-    header = ["run", "dataset", "told the hole", "stroke width", "lr_g", "lr_d", "clean", "masked", "restored",
-              "recovered fraction"]
+    header = [
+        "run",
+        "dataset",
+        "told the hole",
+        "stroke width",
+        "lr_g",
+        "lr_d",
+        "clean",
+        "masked",
+        "restored",
+        "recovered fraction",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row.name, *(row.settings[key] for key in SETTINGS), *(_number(row.metrics[key]) for key in METRICS)]
@@ -166,7 +182,9 @@ def write_report(params: Params, filter_string: str, out: Path) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.review.report", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--filter", default="", help="MLflow search filter, e.g. \"params.mask.families.strokes.width = '8' and tags.dataset = 'mnist'\""
+        "--filter",
+        default="",
+        help="MLflow search filter, e.g. \"params.mask.families.strokes.width = '8' and tags.dataset = 'mnist'\"",
     )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for comparison.md and .png")
     return parser.parse_args(argv)

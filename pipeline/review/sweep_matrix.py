@@ -53,7 +53,9 @@ def combinations(axes: list[tuple[str, list[str]]], params_path: Path, prefix: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.review.sweep_matrix", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.review.sweep_matrix", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--grid", required=True, help='e.g. "-S gan.lr_g=0.0002,0.0004 -S gan.lr_d=0.0008"')
     parser.add_argument("--prefix", default="sweep", help="experiment names are <prefix>-1, <prefix>-2, ...")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))

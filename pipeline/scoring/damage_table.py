@@ -48,8 +48,15 @@ def readings(readers: dict, images: np.ndarray) -> dict[str, np.ndarray]:
     return {name: read(reader, images) for name, reader in readers.items()}
 
 
-def row(images: np.ndarray, clean: np.ndarray, holes: np.ndarray, read: dict, labels, clean_accuracy: dict,
-        masked_accuracy: dict) -> dict:
+def row(
+    images: np.ndarray,
+    clean: np.ndarray,
+    holes: np.ndarray,
+    read: dict,
+    labels,
+    clean_accuracy: dict,
+    masked_accuracy: dict,
+) -> dict:
     """One restorer on one family: each reader's accuracy and recovered fraction, L1 in the damage and
     outside it (a blind restorer can repaint what was fine), and the share of undamaged pixels it changed."""
     accuracy = {r: m.accuracy(read[r], labels) for r in READERS}
@@ -69,8 +76,11 @@ def table(generator, readers: dict, clean, labels, skeleton, seed: int, fill: fl
     result = {}
     for family, holes in family_holes(skeleton, seed).items():
         masked = apply_masks(clean, holes, fill)
-        variants = {"masked": masked, ORACLE: classical.inpaint(masked, holes, ORACLE),
-                    "restored": restore(generator, masked, holes)}
+        variants = {
+            "masked": masked,
+            ORACLE: classical.inpaint(masked, holes, ORACLE),
+            "restored": restore(generator, masked, holes),
+        }
         read = {v: readings(readers, images) for v, images in variants.items()}
         masked_accuracy = {r: m.accuracy(read["masked"][r], labels) for r in READERS}
         result[family] = {

@@ -16,7 +16,9 @@ def recovered_fraction(clean: float, masked: float, restored: float) -> float | 
 
 
 def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> dict[str, float]:
-    return {str(c): accuracy(predicted[labels == c], labels[labels == c]) for c in range(num_classes) if np.any(labels == c)}
+    return {
+        str(c): accuracy(predicted[labels == c], labels[labels == c]) for c in range(num_classes) if np.any(labels == c)
+    }
 
 
 def _hole_errors(images: np.ndarray, reference: np.ndarray, holes: np.ndarray) -> np.ndarray:

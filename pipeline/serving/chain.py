@@ -38,7 +38,9 @@ def holes_of(images: np.ndarray, masks: np.ndarray, fill_value: int = NO_FILL_VA
     return holes
 
 
-def restore_and_read(generator, classifier, train_fill: float, images, masks=None, fill_value: int = NO_FILL_VALUE) -> dict:
+def restore_and_read(
+    generator, classifier, train_fill: float, images, masks=None, fill_value: int = NO_FILL_VALUE
+) -> dict:
     """The chain on a batch; `train_fill` is the hole value the generator was trained with (params mask.fill).
     `masks` None: nothing is known to be missing (a blind generator still finds and fills the damage)."""
     images = np.asarray(images, dtype=np.uint8)

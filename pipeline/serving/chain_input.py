@@ -47,7 +47,7 @@ def checked_pixels(name: str, value) -> np.ndarray:
     if pixels.dtype.kind not in "iuf":
         raise BadRequest(f"{name}: pixel values must be whole numbers 0..255, got values of type {pixels.dtype}")
     low, high = pixels.min(), pixels.max()
-    if not (0 <= low and high <= 255):
+    if not (low >= 0 and high <= 255):
         raise BadRequest(f"{name}: pixel values must be 0..255, got values from {low:g} to {high:g}")
     if pixels.dtype.kind == "f" and not np.array_equal(pixels, np.round(pixels)):
         raise BadRequest(f"{name}: pixel values must be whole numbers 0..255, got fractions")
@@ -59,7 +59,9 @@ def checked_batch(model_input, takes_mask: bool) -> tuple[np.ndarray, np.ndarray
     (a `mask` sent to it is ignored, as MLflow ignored it when the signature named the inputs)."""
     fields = ("image", "mask") if takes_mask else ("image",)
     if not isinstance(model_input, dict):
-        raise BadRequest(f'"inputs" must be an object with the field(s) {", ".join(fields)}: {{"inputs": {{"image": [...]}}}}')
+        raise BadRequest(
+            f'"inputs" must be an object with the field(s) {", ".join(fields)}: {{"inputs": {{"image": [...]}}}}'
+        )
     missing = [name for name in fields if name not in model_input]
     if missing:
         restorer = "is given the hole" if takes_mask else "restores blind"

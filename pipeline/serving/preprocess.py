@@ -104,8 +104,11 @@ def fit_frame(ink: np.ndarray, holes: np.ndarray) -> tuple[np.ndarray, np.ndarra
     small_holes = cv2.resize(holes.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
     mass = small.sum()
     grid_r, grid_c = np.indices(small.shape)
-    centre = ((grid_r * small).sum() / mass, (grid_c * small).sum() / mass) if mass > 0 else (
-        (small.shape[0] - 1) / 2, (small.shape[1] - 1) / 2)
+    centre = (
+        ((grid_r * small).sum() / mass, (grid_c * small).sum() / mass)
+        if mass > 0
+        else ((small.shape[0] - 1) / 2, (small.shape[1] - 1) / 2)
+    )
     top = int(np.clip(round(SIDE / 2 - centre[0]), 0, SIDE - small.shape[0]))
     left = int(np.clip(round(SIDE / 2 - centre[1]), 0, SIDE - small.shape[1]))
     frame = np.zeros((SIDE, SIDE), np.float32)

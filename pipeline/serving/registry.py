@@ -147,7 +147,8 @@ def comparison_context(params: Params) -> str:
     """What a recovered fraction was measured on: the dataset, its test images and the damage drawn in them."""
     return json.dumps(
         {"dataset": params.data.dataset, "max_test": params.data.max_test, "mask": dataclasses.asdict(params.mask)},
-        separators=(",", ":"), sort_keys=True,
+        separators=(",", ":"),
+        sort_keys=True,
     )
 
 
@@ -167,8 +168,10 @@ def promote_if_better(client: MlflowClient, version, recovered: float | None, co
         if str(champion.version) == str(version.version):
             return f"{name} v{version.version}: already the champion"
         if champion.tags.get(CONTEXT_TAG) != context:
-            return (f"{name} v{version.version}: champion v{champion.version} was measured on other data or holes "
-                    f"({champion.tags.get(CONTEXT_TAG)}); alias unchanged")
+            return (
+                f"{name} v{version.version}: champion v{champion.version} was measured on other data or holes "
+                f"({champion.tags.get(CONTEXT_TAG)}); alias unchanged"
+            )
         best = champion.tags.get(SCORE_TAG, "none")
         if best != "none" and recovered <= float(best):
             return f"{name} v{version.version}: recovered {recovered:.4f} <= champion v{champion.version}'s {float(best):.4f}"
@@ -185,11 +188,22 @@ def record_evaluation(params: Params, result: dict, clean, masked, holes) -> tup
     dataset = params.data.dataset
     generator = find_version(client, model_name("generator", dataset), paths.GENERATOR_MODEL)
     if generator is None:  # trained before the registry existed, or logged into another store
-        generator = log_keras(keras.models.load_model(paths.GENERATOR_MODEL), paths.GENERATOR_MODEL,
-                              "generator", dataset, generator_input(masked[:2], holes[:2]))
+        generator = log_keras(
+            keras.models.load_model(paths.GENERATOR_MODEL),
+            paths.GENERATOR_MODEL,
+            "generator",
+            dataset,
+            generator_input(masked[:2], holes[:2]),
+        )
     classifier = find_version(client, model_name("classifier", dataset), paths.CLASSIFIER_MODEL)
-    chain = log_chain(paths.GENERATOR_MODEL, paths.CLASSIFIER_MODEL, params.mask.fill, dataset,
-                      np.rint((clean[:2, ..., 0] + 1.0) * 127.5).astype(np.uint8), holes[:2].astype(np.uint8))
+    chain = log_chain(
+        paths.GENERATOR_MODEL,
+        paths.CLASSIFIER_MODEL,
+        params.mask.fill,
+        dataset,
+        np.rint((clean[:2, ..., 0] + 1.0) * 127.5).astype(np.uint8),
+        holes[:2].astype(np.uint8),
+    )
     tags = {
         "evaluate_run_id": mlflow.active_run().info.run_id,
         "accuracy_restored": repr(result["accuracy"]["restored"]),

@@ -44,8 +44,11 @@ def parse_args(argv):
     hole.add_argument("--mask", type=Path, help="the hole as an image of the input's size: light = missing")
     hole.add_argument("--fill-value", type=int, help="the hole is every pixel of exactly this value (0..255)")
     parser.add_argument("--phone", action="store_true", help=f"each input is a {PHONE_DIGITS}-digit number in one row")
-    parser.add_argument("--show-damage", action="store_true",
-                        help="also write <name>_damage.png: white where the restorer found damage and filled it")
+    parser.add_argument(
+        "--show-damage",
+        action="store_true",
+        help="also write <name>_damage.png: white where the restorer found damage and filled it",
+    )
     parser.add_argument("--out", type=Path, default=Path("restored"), help="output folder (default: restored)")
     parser.add_argument("--model", help="a registered chain, e.g. models:/digit-restore-mnist@champion")
     parser.add_argument("--project", type=Path, default=Path("."), help="project whose data/ holds the models")
@@ -57,8 +60,11 @@ def input_files(inputs: list[Path], exclude: set[Path]) -> list[Path]:
     files = []
     for path in inputs:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.suffix.lower() in preprocess.IMAGE_SUFFIXES and p.resolve() not in exclude)
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix.lower() in preprocess.IMAGE_SUFFIXES and p.resolve() not in exclude
+            )
             if not found:
                 raise PipelineError(f"{path}: the folder holds no PNG or JPEG images")
             files += found
@@ -75,7 +81,9 @@ def check_outputs(files: list[Path], out: Path) -> None:
         raise PipelineError(f"two inputs are named {clash!r}; their restored PNGs would overwrite each other")
     clobbered = next((f for f in files if (out / f"{f.stem}.png").resolve() == f.resolve()), None)
     if clobbered:
-        raise PipelineError(f"--out {out}: the restored PNG would overwrite the input {clobbered}; choose another folder")
+        raise PipelineError(
+            f"--out {out}: the restored PNG would overwrite the input {clobbered}; choose another folder"
+        )
 
 
 def holes_for(image: np.ndarray, name: str, args) -> np.ndarray:
@@ -96,8 +104,11 @@ def frames(files: list[Path], args) -> list[tuple[np.ndarray, np.ndarray]]:
     for path in files:
         image = preprocess.read_gray(path)
         holes = holes_for(image, str(path), args)
-        cells = (preprocess.split_number(image, holes, PHONE_DIGITS, str(path)) if args.phone
-                 else [preprocess.to_mnist(image, holes)])
+        cells = (
+            preprocess.split_number(image, holes, PHONE_DIGITS, str(path))
+            if args.phone
+            else [preprocess.to_mnist(image, holes)]
+        )
         result.append((np.stack([c[0] for c in cells]), np.stack([c[1] for c in cells])))
     return result
 
@@ -171,10 +182,20 @@ def write_outputs(files: list[Path], inputs, output: dict, out: Path, show_damag
         png = out / f"{path.stem}.png"
         write_png(png, np.hstack(list(np.asarray(output["restored"][part], dtype=np.uint8))))
         if show_damage:
-            write_png(out / f"{path.stem}_damage.png", np.hstack(list(np.asarray(output["damage"][part], dtype=np.uint8))))
+            write_png(
+                out / f"{path.stem}_damage.png", np.hstack(list(np.asarray(output["damage"][part], dtype=np.uint8)))
+            )
         confidences = np.asarray(output["confidence"][part], dtype=np.float64)
-        rows.append([str(path), "".join(str(int(d)) for d in output["digit"][part]), f"{confidences.prod():.4f}",
-                     " ".join(f"{c:.4f}" for c in confidences), int(holes.sum()), str(png)])
+        rows.append(
+            [
+                str(path),
+                "".join(str(int(d)) for d in output["digit"][part]),
+                f"{confidences.prod():.4f}",
+                " ".join(f"{c:.4f}" for c in confidences),
+                int(holes.sum()),
+                str(png),
+            ]
+        )
     with atomic_path(out / CSV_NAME) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "prediction", "confidence", "digit_confidences", "hole_pixels", "restored"])

@@ -85,13 +85,17 @@ def iteration(gan: ChapterGAN, data: MaskedSplit, indices: np.ndarray, real_labe
     gan.discriminator.trainable = False
     g_loss = gan.stacked.train_on_batch(generator_input(data.masked[for_g]), np.ones(batch))
     losses = dict.fromkeys(LOSS_NAMES, 0.0)
-    losses |= {"d_loss": float(d_loss), "g_loss": float(g_loss),
-               "l1": float(np.abs(generated - data.clean[for_d]).mean())}
+    losses |= {
+        "d_loss": float(d_loss),
+        "g_loss": float(g_loss),
+        "l1": float(np.abs(generated - data.clean[for_d]).mean()),
+    }
     return losses
 
 
-def train(params: Params, data: MaskedSplit, steps: int, callbacks=(), resume: checkpoint.TrainingState | None = None
-          ) -> tuple[ChapterGAN, float]:
+def train(
+    params: Params, data: MaskedSplit, steps: int, callbacks=(), resume: checkpoint.TrainingState | None = None
+) -> tuple[ChapterGAN, float]:
     """The chapter's loop for params.gan.epochs epochs of `steps` iterations (on from `resume`'s epoch, with its
     state, if given), driving the stage's Keras callbacks as `fit` would; returns the models and the seconds."""
     g = params.gan

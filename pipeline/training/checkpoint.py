@@ -91,9 +91,7 @@ def seeded_start(seed: int, build, resume: TrainingState | None):
 
 
 def save(path: str | Path, state: TrainingState, fingerprint: str) -> None:
-    arrays = {
-        f"{name}.{i:04d}": value for name, values in state.variables.items() for i, value in enumerate(values)
-    }
+    arrays = {f"{name}.{i:04d}": value for name, values in state.variables.items() for i, value in enumerate(values)}
     arrays |= {f"history.{k}": np.asarray(v, dtype=np.float64) for k, v in state.history.items()}
     arrays["samples"] = np.stack(state.samples)
     save_npz(path, fingerprint=np.array(fingerprint), epoch=np.array(state.epoch), **arrays)

@@ -41,11 +41,18 @@ class RestorationGAN(keras.Model):
         self.adversarial_warmup = adversarial_warmup
         # The same generator with the outputs its extra losses read (its digit reading, its damage map) beside
         # the restoration: one forward pass for all of them.
-        self.extra_outputs = [name for name, weight in ((DIGIT_READING, reader_weight), (DAMAGE, mask_weight))
-                              if weight and has_layer(generator, name)]
-        self.generator_outputs = keras.Model(
-            generator.input, [generator.output, *(generator.get_layer(name).output for name in self.extra_outputs)]
-        ) if self.extra_outputs else None
+        self.extra_outputs = [
+            name
+            for name, weight in ((DIGIT_READING, reader_weight), (DAMAGE, mask_weight))
+            if weight and has_layer(generator, name)
+        ]
+        self.generator_outputs = (
+            keras.Model(
+                generator.input, [generator.output, *(generator.get_layer(name).output for name in self.extra_outputs)]
+            )
+            if self.extra_outputs
+            else None
+        )
         # Keras losses (not hand-written means) so that under a tf.distribute strategy each replica's
         # loss is divided by the number of replicas and the summed gradients are the global mean.
         self.bce = keras.losses.BinaryCrossentropy()
@@ -124,8 +131,14 @@ class RestorationGAN(keras.Model):
         g_weights = self.generator.trainable_weights
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_weights), d_weights))
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_weights), g_weights))
-        losses = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "class_loss": class_loss, "reader_loss": reader_loss,
-                  "damage_loss": damage_loss}
+        losses = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "l1": l1,
+            "class_loss": class_loss,
+            "reader_loss": reader_loss,
+            "damage_loss": damage_loss,
+        }
         # Undo the per-replica scaling for reporting: the logged values are the losses of the whole batch.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return {name: value * replicas for name, value in losses.items()}

@@ -68,12 +68,15 @@ class Keras2BatchNormalization(layers.BatchNormalization):
         super().build(input_shape)
         shape = (input_shape[self.axis],)
         # TensorFlow's zero-debiased average keeps the biased average (from 0) and the number of updates.
-        self.biased_mean = self.add_weight(shape=shape, name="biased_mean", initializer="zeros", trainable=False,
-                                           autocast=False)
-        self.biased_variance = self.add_weight(shape=shape, name="biased_variance", initializer="zeros",
-                                               trainable=False, autocast=False)
-        self.updates_done = self.add_weight(shape=(), name="updates_done", initializer="zeros", trainable=False,
-                                            autocast=False)
+        self.biased_mean = self.add_weight(
+            shape=shape, name="biased_mean", initializer="zeros", trainable=False, autocast=False
+        )
+        self.biased_variance = self.add_weight(
+            shape=shape, name="biased_variance", initializer="zeros", trainable=False, autocast=False
+        )
+        self.updates_done = self.add_weight(
+            shape=(), name="updates_done", initializer="zeros", trainable=False, autocast=False
+        )
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None:
@@ -81,16 +84,20 @@ class Keras2BatchNormalization(layers.BatchNormalization):
         inputs = ops.cast(inputs, "float32")
         mean, variance = ops.moments(inputs, axes=self._reduction_axes)
         n = float(np.prod([inputs.shape[axis] for axis in self._reduction_axes[1:]])) * ops.cast(
-            ops.shape(inputs)[0], "float32")
+            ops.shape(inputs)[0], "float32"
+        )
         updates = self.updates_done + 1.0
         debias = 1.0 - ops.power(self.momentum, updates)
-        for biased, moving, value in ((self.biased_mean, self.moving_mean, mean),
-                                      (self.biased_variance, self.moving_variance, variance * n / (n - 1.0 - self.epsilon))):
+        for biased, moving, value in (
+            (self.biased_mean, self.moving_mean, mean),
+            (self.biased_variance, self.moving_variance, variance * n / (n - 1.0 - self.epsilon)),
+        ):
             biased.assign(biased * self.momentum + value * (1.0 - self.momentum))
             moving.assign(biased / debias)
         self.updates_done.assign(updates)
-        outputs = ops.batch_normalization(inputs, mean, variance, axis=self.axis, offset=self.beta, scale=self.gamma,
-                                          epsilon=self.epsilon)
+        outputs = ops.batch_normalization(
+            inputs, mean, variance, axis=self.axis, offset=self.beta, scale=self.gamma, epsilon=self.epsilon
+        )
         return ops.cast(outputs, self.compute_dtype)
 
 
@@ -180,8 +187,15 @@ def _unet(x, bottleneck, width: int, depth: int):
     return _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip28]), width)
 
 
-def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False,
-                    width: int = CHAPTER_WIDTH, damage_threshold: float = 0.0, encoder_depth: int = 1) -> keras.Model:
+def build_generator(
+    kind: str,
+    mask_channel: bool,
+    composite: bool,
+    digit_reader: bool = False,
+    width: int = CHAPTER_WIDTH,
+    damage_threshold: float = 0.0,
+    encoder_depth: int = 1,
+) -> keras.Model:
     """`kind` body ("autoencoder" = the classic, or "unet"), tanh output.
 
     mask_channel: the body also sees where the hole is; without it the generator is blind (named
@@ -197,15 +211,26 @@ def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     image, hole = inputs[..., :1], inputs[..., 1:]
     body = {"chapter": _chapter_autoencoder, "autoencoder": _autoencoder, "unet": _unet}[kind]
-    x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck), width,
-             encoder_depth)
+    x = body(
+        inputs if mask_channel else image,
+        _read_digit if digit_reader else (lambda bottleneck: bottleneck),
+        width,
+        encoder_depth,
+    )
     # Outputs in float32 under any dtype policy: the composite must copy the known pixels bit for bit.
     restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored", dtype="float32")(x)
     if composite and not mask_channel:
         # Starts at "intact" (sigmoid(-4) = 0.018) everywhere, as ~95% of the pixels are: the composite passes
         # the image through from the first step, and training opens the head where ink is missing.
-        hole = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name=DAMAGE, dtype="float32",
-                             bias_initializer=keras.initializers.Constant(INTACT_LOGIT))(x)
+        hole = layers.Conv2D(
+            1,
+            3,
+            padding="same",
+            activation="sigmoid",
+            name=DAMAGE,
+            dtype="float32",
+            bias_initializer=keras.initializers.Constant(INTACT_LOGIT),
+        )(x)
         if damage_threshold:
             hole = DamageAtInference(damage_threshold)(hole)
     if composite:

@@ -26,8 +26,9 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
         text = cpuinfo.read_text()
     except OSError:
         return frozenset()
-    return frozenset(flag for line in text.splitlines() if line.startswith("flags")
-                     for flag in line.partition(":")[2].split())
+    return frozenset(
+        flag for line in text.splitlines() if line.startswith("flags") for flag in line.partition(":")[2].split()
+    )
 
 
 def has_bfloat16_units(cpuinfo: Path = CPUINFO) -> bool:
@@ -35,8 +36,10 @@ def has_bfloat16_units(cpuinfo: Path = CPUINFO) -> bool:
     or, with no GPU, the CPU has AVX512_BF16 or AMX."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        return all(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
-                   >= BFLOAT16_GPU_CAPABILITY for gpu in gpus)
+        return all(
+            tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= BFLOAT16_GPU_CAPABILITY
+            for gpu in gpus
+        )
     return bool(BFLOAT16_CPU_FLAGS & cpu_flags(cpuinfo))
 
 
