@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from filelock import FileLock
 from tracking_server import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,21 +29,26 @@ TINY_OVERRIDES = {
 }
 
 
-# Session fixtures that run the tiny pipeline, each worth a minute or more of CI.
+# The shared repositories: each built once per session (build_once), whatever the number of workers.
 SHARED_REPOS = ("swept_repo", "team_repo", "tiny_repo")
+# What makes a test slow (README "Contributing"): the fast tier, `pytest -m "not slow"`, leaves these out.
+SLOW_FIXTURES = (*SHARED_REPOS, "tiny_repo_copy", "mlflow_server", "copy_repo")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
-    """Group the tests for pytest-xdist's `--dist=loadgroup` (pyproject.toml): each worker builds the session
-    and module fixtures its own tests need, so the tests of one shared repository fixture, and otherwise of one
-    module, run on one worker and each fixture is built once. A module that names its group itself keeps it.
-    Runs before xdist reads the groups."""
+    """Group the tests for pytest-xdist's `--dist=loadgroup` (pyproject.toml) by module, so that each module's
+    own fixtures are built once, on one worker. The tests of team_repo share a group, since its server lives in
+    the worker that starts it, and so do those of swept_repo, since they run DVC in it and DVC allows one
+    command at a time in a repository. A test that uses a shared repository must be marked slow: the fast tier
+    would otherwise build a pipeline. Runs before xdist reads the groups."""
     for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        shared = next((name for name in SHARED_REPOS if name in item.fixturenames), None)
-        item.add_marker(pytest.mark.xdist_group(shared or item.module.__name__))
+        uses = set(item.fixturenames) & set(SLOW_FIXTURES)
+        if uses and not item.get_closest_marker("slow"):
+            raise pytest.UsageError(f"{item.nodeid} uses {', '.join(sorted(uses))}: mark it @pytest.mark.slow")
+        if not item.get_closest_marker("xdist_group"):
+            shared = next((name for name in ("team_repo", "swept_repo") if name in item.fixturenames), None)
+            item.add_marker(pytest.mark.xdist_group(shared or item.module.__name__))
 
 
 def mirror_dir() -> Path:
@@ -115,15 +121,49 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def tiny_repo(tmp_path_factory) -> Path:
-    """A copy of the repository with tiny params, committed, on which `dvc repro` has run once."""
-    repo = copy_repo(tmp_path_factory.mktemp("repo"))
+def build_once(tmp_path_factory, name: str, build) -> Path:
+    """`build(path)` run once per test session, whatever the number of pytest-xdist workers: the first worker to
+    ask builds it under a file lock in the temporary folder all workers share, the others wait and reuse it.
+    Its tests only read it; a test that changes a repository works on its own copy (copy_built)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    path, done = shared / name, shared / f"{name}.built"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            build(path)
+            done.touch()
+    return path
+
+
+def copy_built(repo: Path, dest: Path) -> Path:
+    """A private copy of a built repository (git, DVC cache, outputs and MLflow store) for a test that changes it.
+    Its store keeps the original's artifact location, so runs it adds write their artifacts beside the original's,
+    under their own run ids; the original's store never lists them."""
+    shutil.copytree(repo, dest, symlinks=True, dirs_exist_ok=True)
+    return dest
+
+
+def build_tiny(repo: Path) -> None:
+    copy_repo(repo)
     write_params(repo, TINY_OVERRIDES)
     run(["git", "commit", "-q", "-am", "tiny params"], repo)
-    repo_result = run([sys.executable, "-m", "dvc", "repro"], repo)
-    (repo.parent / "first_repro.log").write_text(repo_result.stdout + repo_result.stderr)
-    return repo
+    result = run([sys.executable, "-m", "dvc", "repro"], repo)
+    (repo.parent / "first_repro.log").write_text(result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> Path:
+    """A copy of the repository with tiny params, committed, on which `dvc repro` has run once. Read-only."""
+    return build_once(tmp_path_factory, "tiny_repo", build_tiny)
+
+
+@pytest.fixture
+def tiny_repo_copy(tiny_repo, tmp_path) -> Path:
+    """A private copy of tiny_repo, for a test that runs DVC in it or changes it."""
+    return copy_built(tiny_repo, tmp_path / "repo")
 
 
 @dataclass(frozen=True)
@@ -224,15 +264,15 @@ def sweep_experiments(repo: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def swept_repo(tmp_path_factory) -> Path:
-    """A tiny repository with a committed baseline run and the SWEEP grid run through the DVC queue."""
-    repo = copy_repo(tmp_path_factory.mktemp("swept"))
-    write_params(repo, TINY_OVERRIDES)
-    run(["git", "commit", "-q", "-am", "tiny params"], repo)
-    run([sys.executable, "-m", "dvc", "repro"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-q", "-m", "baseline run"], repo)
-    run([sys.executable, "-m", "dvc", "exp", "run", "--queue", *SWEEP], repo)
-    start_queue(repo, 2)
-    wait_for_queue(repo)
-    return repo
+def swept_repo(tmp_path_factory, tiny_repo) -> Path:
+    """tiny_repo's baseline run, committed, and the SWEEP grid run through the DVC queue. Read-only."""
+
+    def build(repo: Path) -> None:
+        copy_built(tiny_repo, repo)
+        run(["git", "add", "-A"], repo)
+        run(["git", "commit", "-q", "-m", "baseline run"], repo)
+        run([sys.executable, "-m", "dvc", "exp", "run", "--queue", *SWEEP], repo)
+        start_queue(repo, 2)
+        wait_for_queue(repo)
+
+    return build_once(tmp_path_factory, "swept_repo", build)

@@ -42,6 +42,7 @@ def changed(before, after) -> list[bool]:
     return [not np.array_equal(b, a) for b, a in zip(before, after)]
 
 
+@pytest.mark.slow
 def test_the_d_step_changes_only_d_and_the_g_step_only_g(split):
     gan = chapter_loop.build(chapter_params(batch_size=16).gan)
     indices = chapter_loop.epoch_batches(64, 16, 1, 0, 0)[0]
@@ -115,6 +116,7 @@ def test_each_iteration_draws_independent_batches_for_d_and_g_from_seed_and_epoc
     assert not np.array_equal(batches, chapter_loop.epoch_batches(60000, 128, 5, seed=1, epoch=0))
 
 
+@pytest.mark.slow
 def test_the_chapter_loop_trains_saves_and_loads_its_generator(split, tmp_path: Path):
     params = chapter_params(batch_size=16, epochs=2)
     seen = []

@@ -14,6 +14,8 @@ from conftest import ROOT, offline_env, run, sweep_experiments
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # builds or runs a pipeline, or starts a server
+
 PARENTS = "tags.`digit_restore.pipeline_key` != ''"
 
 

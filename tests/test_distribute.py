@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, offline_env
 
 # Runs in a fresh interpreter: logical devices must be configured before TensorFlow starts.
@@ -47,6 +48,7 @@ print(json.dumps({"mirrored": one_step(tf.distribute.MirroredStrategy(devices)),
 """
 
 
+@pytest.mark.slow
 def test_train_step_under_mirrored_strategy_reports_whole_batch_losses():
     result = subprocess.run(
         [sys.executable, "-c", ONE_STEP], cwd=ROOT, env=offline_env(), capture_output=True, text=True, timeout=300

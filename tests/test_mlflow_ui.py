@@ -34,6 +34,7 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 MISSING = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if path is None]
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         bool(MISSING) and os.environ.get("DIGIT_RESTORE_REQUIRE_BROWSER") != "1",
         reason=f"no {' and no '.join(MISSING)} on PATH (Debian: apt-get install chromium chromium-driver)",

@@ -110,6 +110,7 @@ def test_class_weight_adds_the_cross_entropy_of_the_true_digit_in_d_s_reading_of
     assert float(off) == 0.0 and len(make_gan(10.0).discriminator.outputs) == 1
 
 
+@pytest.mark.slow
 def test_training_with_the_class_term_teaches_d_to_read_the_real_digits(batch):
     _, holes, clean = batch
     gan = make_gan(10.0, class_weight=1.0)
@@ -173,6 +174,7 @@ def test_evaluate_reads_the_digit_the_generator_read_and_nothing_without_a_reade
     np.testing.assert_array_equal(generator_reading(generator, masked, holes), np.full(16, 4))
 
 
+@pytest.mark.slow
 def test_training_with_the_reader_teaches_g_to_read_the_digit(batch):
     masked, holes, clean = batch
     generator = build_generator("unet", True, composite=True, digit_reader=True)
@@ -247,6 +249,7 @@ class GeneratorWeightsPerIteration(keras.callbacks.Callback):
         self.seen.append([w.numpy().copy() for w in self.model.generator.trainable_weights])
 
 
+@pytest.mark.slow
 def test_ema_saves_the_moving_average_of_the_generator_weights_and_leaves_training_unchanged(batch):
     import dataclasses
 
@@ -307,6 +310,7 @@ def test_the_damage_head_pays_the_cross_entropy_of_the_ink_that_was_lost(batch):
     assert g == pytest.approx(adversarial + 10.0 * l1 + 3.0 * damage_loss, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels_alone():
     """Trained for 300 steps on 1024 real digits with fresh damage of the default families: the damage head's
     composite keeps the undamaged pixels, where the same blind U-Net without it repaints them, and the head

@@ -1,6 +1,6 @@
 """`dvc repro` end to end on a tiny configuration: stages, DVC bookkeeping, metrics, MLflow contents.
 
-The tests run in file order on one shared copy of the repository; later ones change params.
+The tests that only read the session's `tiny_repo` share it; each test that runs DVC again gets its own copy.
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ import json
 import re
 import sys
 
+import pytest
 import yaml
 from conftest import run, write_params
 from mlflow.tracking import MlflowClient
 
 from pipeline.scoring.damage_table import FAMILIES
 from pipeline.training import precision
+
+pytestmark = pytest.mark.slow
 
 STAGES = ["download", "mask", "train_classifier", "train_gan", "evaluate"]
 
@@ -151,24 +154,23 @@ def test_mlflow_holds_parent_and_stage_runs(tiny_repo):
     assert (tiny_repo / "mlartifacts").is_dir()
 
 
-def test_second_repro_runs_nothing(tiny_repo):
-    result = run([sys.executable, "-m", "dvc", "repro"], tiny_repo)
+def test_second_repro_runs_nothing(tiny_repo_copy):
+    result = run([sys.executable, "-m", "dvc", "repro"], tiny_repo_copy)
     assert stages_run(result.stdout) == []
     assert "up to date" in result.stdout
 
 
-def test_changing_a_gan_param_reruns_only_gan_and_evaluate(tiny_repo):
-    write_params(tiny_repo, {"gan": {"lr_g": 0.0003}})
-    result = run([sys.executable, "-m", "dvc", "repro"], tiny_repo)
+def test_changing_a_gan_param_reruns_only_gan_and_evaluate(tiny_repo_copy):
+    write_params(tiny_repo_copy, {"gan": {"lr_g": 0.0003}})
+    result = run([sys.executable, "-m", "dvc", "repro"], tiny_repo_copy)
     assert stages_run(result.stdout) == ["train_gan", "evaluate"]
-    parents = runs(tiny_repo, f"{PARENTS} and params.`gan.lr_g` = '0.0003'")
+    parents = runs(tiny_repo_copy, f"{PARENTS} and params.`gan.lr_g` = '0.0003'")
     assert len(parents) == 1
-    children = runs(tiny_repo, f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    children = runs(tiny_repo_copy, f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
     assert sorted(child.data.tags["dvc_stage"] for child in children) == ["evaluate", "train_gan"]
 
 
-def test_dvc_exp_run_temp_lands_in_the_same_store(tiny_repo):
-    run(["git", "commit", "-q", "-am", "lr_g"], tiny_repo)
+def test_dvc_exp_run_temp_lands_in_the_same_store(tiny_repo_copy):
     result = run(
         [
             sys.executable,
@@ -182,12 +184,12 @@ def test_dvc_exp_run_temp_lands_in_the_same_store(tiny_repo):
             "-S",
             "mask.families.strokes.width=2",
         ],
-        tiny_repo,
+        tiny_repo_copy,
     )
     assert stages_run(result.stdout) == ["mask", "train_gan", "evaluate"]  # a nested damage key reruns what it feeds
-    parents = runs(tiny_repo, f"{PARENTS} and tags.dvc_exp_name = 'thin-strokes'")
+    parents = runs(tiny_repo_copy, f"{PARENTS} and tags.dvc_exp_name = 'thin-strokes'")
     assert len(parents) == 1
     assert parents[0].data.params["mask.families.strokes.width"] == "2"
     assert "accuracy_restored" in parents[0].data.metrics
-    shown = run([sys.executable, "-m", "dvc", "exp", "show", "--json"], tiny_repo).stdout
+    shown = run([sys.executable, "-m", "dvc", "exp", "show", "--json"], tiny_repo_copy).stdout
     assert "thin-strokes" in shown

@@ -59,6 +59,7 @@ def test_template_inlines_the_pinned_scripts():
         assert f"<!-- {name} {version}, build/{name}.min.js" in template
 
 
+@pytest.mark.slow
 def test_plots_show_renders_the_workspace_offline(swept_repo, tmp_path):
     page = plots_page(swept_repo, tmp_path, "show")
     assert_offline(page)
@@ -70,6 +71,7 @@ def test_plots_show_renders_the_workspace_offline(swept_repo, tmp_path):
     assert (tmp_path / "static/workspace_results_restored_grid.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_plots_diff_compares_loss_curves_of_two_experiments(swept_repo, tmp_path):
     names = sorted(sweep_experiments(swept_repo))
     page = plots_page(swept_repo, tmp_path, "diff", *names)
@@ -92,6 +94,7 @@ def test_plots_diff_compares_loss_curves_of_two_experiments(swept_repo, tmp_path
         assert curves[name] == pytest.approx(logged, rel=1e-5)  # losses.csv keeps 6 significant digits
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_plots_page_draws_in_a_browser_without_network(swept_repo, tmp_path):
     plots_page(swept_repo, tmp_path / "plots", "show")

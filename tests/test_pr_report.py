@@ -68,6 +68,7 @@ def report_dir(pr_repo, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_report_names_the_param_and_each_changed_metric(pr_repo, report_dir):
     markdown = (report_dir / "report.md").read_text()
     assert rows_after(markdown, "## Params that changed") == [["`gan.lr_g`", "`0.0004`", "`0.0008`"]]
@@ -86,6 +87,7 @@ def test_report_names_the_param_and_each_changed_metric(pr_repo, report_dir):
     assert "No change is marked" in markdown and {row[5] for row in rows.values()} == {"-"}
 
 
+@pytest.mark.slow
 def test_report_embeds_base_beside_head_pictures_and_both_runs(pr_repo, report_dir):
     markdown = (report_dir / "report.md").read_text()
     base_sha = run(["git", "rev-parse", "HEAD~1"], pr_repo).stdout.strip()
@@ -109,6 +111,7 @@ def test_report_embeds_base_beside_head_pictures_and_both_runs(pr_repo, report_d
     assert f"(run id `{by_lr['0.0008']}`)" in runs.split("- head (workspace):", 1)[1]
 
 
+@pytest.mark.slow
 def test_report_is_byte_identical_when_run_twice(pr_repo, report_dir, tmp_path):
     assert pr_report_run(pr_repo, tmp_path, "HEAD~1").returncode == 0
     first = {p.name: p.read_bytes() for p in report_dir.iterdir()}
@@ -116,6 +119,7 @@ def test_report_is_byte_identical_when_run_twice(pr_repo, report_dir, tmp_path):
     assert sorted(first) == ["damage_accuracy.png", "losses.png", "report.md", "restored_grid.png"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "base, message",
     [

@@ -53,6 +53,7 @@ def tiny_store(tiny_repo, monkeypatch) -> MlflowClient:
     return MlflowClient(uri)
 
 
+@pytest.mark.slow
 def test_the_pipeline_registers_its_models(tiny_repo, tiny_store):
     client = tiny_store
     generator, classifier, chain = (client.search_model_versions(f"name = '{n}'") for n in NAMES)
@@ -92,6 +93,7 @@ def test_the_pipeline_registers_its_models(tiny_repo, tiny_store):
     assert classifier[0].run_id and client.get_run(classifier[0].run_id).data.tags["dvc_stage"] == "train_classifier"
 
 
+@pytest.mark.slow
 def test_each_champion_has_the_best_score_of_its_data(tiny_store):
     """Whatever runs came before (the e2e tests add some), a champion beats or ties every version
     scored on its own data and holes, and is the first to reach that score."""

@@ -8,7 +8,7 @@
 - Every run names the commit and the md5 of each data input, as dvc.lock records them.
 - Two queued experiments run at once and both land, complete, in the one SQLite store.
 
-The tests run in file order on one shared copy of the repository.
+Each test works on its own copy of one reproduced repository.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -27,7 +28,7 @@ import pytest
 import yaml
 from conftest import (
     TINY_OVERRIDES,
-    copy_repo,
+    copy_built,
     offline_env,
     run,
     start_queue,
@@ -38,23 +39,29 @@ from mlflow.tracking import MlflowClient
 from pipeline.common import paths
 from pipeline.train_gan import LOSS_NAMES
 
-EPOCHS, STEPS = 3, 4  # three epochs, so a kill after the first checkpoint always lands mid-training
-OVERRIDES = {**TINY_OVERRIDES, "gan": {**TINY_OVERRIDES["gan"], "epochs": EPOCHS, "steps_per_epoch": STEPS}}
+pytestmark = pytest.mark.slow  # builds or runs a pipeline, or starts a server
+
+# The kill test trains three epochs, so that a kill after the first checkpoint always lands mid-training.
+KILL_EPOCHS, KILL_STEPS = 3, 4
+TINY_ITERATIONS = TINY_OVERRIDES["gan"]["epochs"] * TINY_OVERRIDES["gan"]["steps_per_epoch"]
 DVC = [sys.executable, "-m", "dvc"]
 LOSSES = LOSS_NAMES
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """Tiny params, committed, after one full `dvc repro`, whose GAN outputs and metrics are kept in ../first."""
-    repo = copy_repo(tmp_path_factory.mktemp("reliability"))
-    write_params(repo, OVERRIDES)
-    run(["git", "commit", "-q", "-am", "tiny params"], repo)
-    run(DVC + ["repro"], repo)
+@pytest.fixture
+def repo(tiny_repo, tmp_path) -> Path:
+    """A private copy of the session's reproduced tiny repository, its first GAN outputs and metrics kept in
+    ../first, so that no test sees another's changes."""
+    repo = copy_built(tiny_repo, tmp_path / "repo")
+    keep_first(repo)
+    return repo
+
+
+def keep_first(repo: Path) -> None:
     first = repo.parent / "first"
+    shutil.rmtree(first, ignore_errors=True)
     shutil.copytree(repo / paths.GAN_DIR, first / "gan", ignore=shutil.ignore_patterns("checkpoint"))
     shutil.copy2(repo / paths.METRICS, first / "metrics.json")
-    return repo
 
 
 def client_for(repo) -> MlflowClient:
@@ -101,6 +108,10 @@ def test_same_params_give_the_same_metrics_bit_for_bit(repo):
 
 
 def test_kill_9_mid_epoch_then_repro_resumes_to_the_uninterrupted_generator(repo):
+    write_params(repo, {"gan": {"epochs": KILL_EPOCHS, "steps_per_epoch": KILL_STEPS}})
+    run(["git", "commit", "-q", "-am", "three epochs"], repo)
+    run(DVC + ["repro", "train_gan"], repo)  # the uninterrupted run
+    keep_first(repo)
     generator = (repo / paths.GENERATOR_MODEL).read_bytes()
     earlier = {r.info.run_id for r in stage_runs(repo, "train_gan")}
     state_file = repo / paths.GAN_CHECKPOINT
@@ -116,13 +127,13 @@ def test_kill_9_mid_epoch_then_repro_resumes_to_the_uninterrupted_generator(repo
 
     with np.load(state_file, allow_pickle=False) as saved:
         done = int(saved["epoch"])
-    assert 1 <= done < EPOCHS, "the kill must land before training ends"
+    assert 1 <= done < KILL_EPOCHS, "the kill must land before training ends"
     assert (repo / paths.GENERATOR_MODEL).read_bytes() == generator  # the killed attempt left it in place
     (killed,) = [r for r in stage_runs(repo, "train_gan") if r.info.run_id not in earlier]
     assert killed.info.status == "RUNNING"  # nothing in the killed process could end it
 
     result = run(DVC + ["repro", "train_gan"], repo)  # the user's next `dvc repro`
-    assert f"resuming from the checkpoint of epoch {done}/{EPOCHS}" in result.stdout
+    assert f"resuming from the checkpoint of epoch {done}/{KILL_EPOCHS}" in result.stdout
     assert f"MLflow run {killed.info.run_id} (train_gan) was left RUNNING by process" in result.stdout
     client = client_for(repo)
     assert client.get_run(killed.info.run_id).info.status == "KILLED"
@@ -130,7 +141,7 @@ def test_kill_9_mid_epoch_then_repro_resumes_to_the_uninterrupted_generator(repo
     assert resumed.info.status == "FINISHED" and resumed.data.tags["resumed_from_epoch"] == str(done)
     for name in LOSSES:
         history = client.get_metric_history(resumed.info.run_id, name)
-        assert sorted(m.step for m in history) == list(range(EPOCHS * STEPS))  # each iteration once
+        assert sorted(m.step for m in history) == list(range(KILL_EPOCHS * KILL_STEPS))  # each iteration once
         before_kill = client.get_metric_history(killed.info.run_id, name)
         assert [m.value for m in sorted(history, key=lambda m: m.step)][: len(before_kill)] == [
             m.value for m in sorted(before_kill, key=lambda m: m.step)
@@ -140,7 +151,7 @@ def test_kill_9_mid_epoch_then_repro_resumes_to_the_uninterrupted_generator(repo
     assert same_weights(repo / paths.GENERATOR_MODEL, first / "generator.keras")  # bit for bit
     assert (repo / paths.GAN_LOSSES).read_text() == (first / "losses.csv").read_text()
     samples = sorted(p.name for p in (repo / paths.GAN_SAMPLES_DIR).iterdir())
-    assert samples == [f"epoch_{e:02d}.png" for e in range(1, EPOCHS + 1)]
+    assert samples == [f"epoch_{e:02d}.png" for e in range(1, KILL_EPOCHS + 1)]
     for name in samples:
         assert (repo / paths.GAN_SAMPLES_DIR / name).read_bytes() == (first / "samples" / name).read_bytes()
     assert list((repo / paths.GAN_CHECKPOINT_DIR).iterdir()) == []  # emptied once training finished
@@ -149,10 +160,7 @@ def test_kill_9_mid_epoch_then_repro_resumes_to_the_uninterrupted_generator(repo
 def test_a_diverging_run_fails_its_mlflow_run_and_keeps_the_generator(repo):
     generator = (repo / paths.GENERATOR_MODEL).read_bytes()
     write_params(repo, {"gan": {"lr_g": 1e30, "lr_d": 1e30}})
-    try:
-        result = run(DVC + ["repro", "train_gan"], repo, check=False)
-    finally:
-        write_params(repo, {"gan": {"lr_g": 0.0002, "lr_d": 0.0004}})
+    result = run(DVC + ["repro", "train_gan"], repo, check=False)
     assert result.returncode != 0
     assert re.search(r"error: training diverged at iteration \d+ \(epoch \d, batch \d\): d_loss=", result.stderr)
     assert (repo / paths.GENERATOR_MODEL).read_bytes() == generator
@@ -181,7 +189,10 @@ def queue_status(repo) -> str:
 def test_two_queued_experiments_run_at_once_into_one_store(repo):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "lock"], repo)
-    names = {"lr-d-low": 0.0002, "lr-d-high": 0.0008}
+    # Both differ from the committed lr_d, so each experiment really retrains the GAN (DVC skips a stage whose
+    # params did not change, and its parent run would then have no GAN metrics).
+    committed = yaml.safe_load((repo / "params.yaml").read_text())["gan"]["lr_d"]
+    names = {"lr-d-low": committed / 4, "lr-d-high": committed * 2}
     for name, lr_d in names.items():
         run(DVC + ["exp", "run", "--queue", "-n", name, "-S", f"gan.lr_d={lr_d}"], repo)
     start_queue(repo, 2)
@@ -212,7 +223,7 @@ def test_two_queued_experiments_run_at_once_into_one_store(repo):
         }
         assert {"train_gan", "evaluate"} <= set(children)
         assert all(c.info.status == "FINISHED" for c in children.values())
-        assert len(client.get_metric_history(children["train_gan"].info.run_id, "d_loss")) == EPOCHS * STEPS
+        assert len(client.get_metric_history(children["train_gan"].info.run_id, "d_loss")) == TINY_ITERATIONS
         spans.append(
             (min(c.info.start_time for c in children.values()), max(c.info.end_time for c in children.values()))
         )

@@ -47,6 +47,7 @@ def reading(classifier, images: np.ndarray) -> np.ndarray:
     return classifier.predict((images.astype(np.float32)[..., None] / 127.5) - 1.0, verbose=0)
 
 
+@pytest.mark.slow
 def test_a_folder_of_pngs_comes_back_restored_and_read(tiny_repo, tmp_path, test_digits, classifier):
     images, _ = test_digits
     folder = tmp_path / "digits"
@@ -71,6 +72,7 @@ def test_a_folder_of_pngs_comes_back_restored_and_read(tiny_repo, tmp_path, test
     assert all(int(r["hole_pixels"]) == h * w for r in rows)
 
 
+@pytest.mark.slow
 def test_a_phone_number_is_split_and_read_as_a_whole(tiny_repo, tmp_path, test_digits, classifier):
     images, _ = test_digits
     scan = 255 - cv2.resize(np.hstack(images), None, fx=2, fy=2)  # dark ink on paper, 56x560
@@ -92,6 +94,7 @@ def test_a_phone_number_is_split_and_read_as_a_whole(tiny_repo, tmp_path, test_d
     assert 0 < int(row["hole_pixels"]) <= 10 * 10  # the 20x20 box lies inside the second digit, now half size
 
 
+@pytest.mark.slow
 def test_without_a_box_the_blind_restorer_finds_the_damage_and_shows_it(tiny_repo, tmp_path, test_digits, classifier):
     """Real digits that lost pieces of their strokes, as PNGs, no hole given: restored, read, damage written."""
     from pipeline.images.masks import skeletons, stroke_masks
@@ -118,6 +121,7 @@ def test_without_a_box_the_blind_restorer_finds_the_damage_and_shows_it(tiny_rep
     assert [int(r["prediction"]) for r in rows] == list(probabilities.argmax(axis=1))
 
 
+@pytest.mark.slow
 def test_a_generator_told_the_hole_refuses_to_run_without_one(tiny_repo, tmp_path, test_digits):
     from pipeline.training.models import build_generator
 
@@ -137,6 +141,7 @@ def test_a_generator_told_the_hole_refuses_to_run_without_one(tiny_repo, tmp_pat
     assert boxed.returncode == 0, boxed.stderr
 
 
+@pytest.mark.slow
 def test_a_registered_model_restores_too(tiny_repo, tmp_path, test_digits):
     images, _ = test_digits
     cv2.imwrite(str(tmp_path / "digit.png"), images[0])

@@ -20,6 +20,8 @@ from tracking_server import free_port
 from pipeline.images.datasets import load_split
 from pipeline.serving.chain_input import MAX_IMAGES
 
+pytestmark = pytest.mark.slow  # builds or runs a pipeline, or starts a server
+
 MODEL = "models:/digit-restore-mnist@champion"
 START_TIMEOUT_S = 180
 

@@ -14,6 +14,8 @@ import sys
 import pytest
 from conftest import run
 
+pytestmark = pytest.mark.slow  # builds or runs a pipeline, or starts a server
+
 EXPERIMENT = "shared-lr"
 OUTPUTS = [
     "data/raw/train-images-idx3-ubyte.gz",

@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import offline_env, run
 from mlflow.tracking import MlflowClient
 
 from pipeline.common.tracking import KEY_TAG
+
+pytestmark = pytest.mark.slow  # builds or runs a pipeline, or starts a server
 
 OUTPUTS = [  # one file of each DVC-tracked output a stage produced
     "data/raw/train-images-idx3-ubyte.gz",

@@ -20,6 +20,8 @@ from pipeline.common import server_access
 from pipeline.common.errors import PipelineError
 from pipeline.serving.registry import CHAMPION, model_name
 
+pytestmark = pytest.mark.slow  # builds or runs a pipeline, or starts a server
+
 EDITOR = Login("editor", "editor-password-of-the-tests")
 REVIEWER = Login("reviewer", "reviewer-password-of-the-tests")
 CHAIN = model_name("", "mnist")

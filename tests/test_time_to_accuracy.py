@@ -56,6 +56,7 @@ class SwapRecordingClock(AccuracyClock):
             super().on_train_batch_end(batch, logs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["default", "chapter"])
 def test_the_clock_scores_every_n_iterations_on_monotone_training_seconds(tiny, recipe):
     split, judge, held_out = tiny

@@ -62,6 +62,7 @@ def test_runs_left_running_by_a_dead_process_are_marked_killed_and_no_others(tmp
     assert status == {"killed": "KILLED", "alive": "RUNNING", "pid_reused": "KILLED", "other_host": "RUNNING"}
 
 
+@pytest.mark.slow
 def test_two_stages_that_open_a_fresh_sqlite_store_at_once_both_succeed(tmp_path):
     """Without the lock beside the store, both processes run MLflow's schema migrations and one fails."""
     env = {

