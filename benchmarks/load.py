@@ -1,7 +1,7 @@
 """Load test of the REST endpoint: `mlflow models serve` on the chain, N concurrent clients posting phone numbers.
 
     python benchmarks/load.py [--model models:/digit-restore-mnist@champion] [--kind array|picture]
-        [--clients 4] [--requests 400] [--workers 2] [--threads 1] [--time-limit 600] [--warmup 20] [--raw data/raw]
+        [--clients 4] [--requests 400] [--workers 1] [--threads 2] [--time-limit 600] [--warmup 20] [--raw data/raw]
 
 The model comes from the pipeline's store ($MLFLOW_TRACKING_URI, else the repository's mlflow.db). Each request
 is one 10-digit phone number: ten test images of --raw (the download stage's output), each with an 8x8 piece
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds for the counted requests")
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2, help="server processes (docs/serving.md: 2 on 2 cores)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (docs/serving.md: 1 on 2 cores)")
     parser.add_argument("--threads", type=int, help="TensorFlow threads per worker (default: cores // workers)")
     args = parser.parse_args()
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
