@@ -121,7 +121,7 @@ def test_a_drawing_on_a_transparent_canvas_reads_as_ink_on_paper(digits):
     assert correlation(frame, digits[0][0]) > 0.9
 
 
-def test_a_gif_or_an_oversized_picture_is_refused_before_its_pixels_are_read():
+def test_a_gif_an_oversized_or_a_truncated_picture_is_refused():
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -131,6 +131,9 @@ def test_a_gif_or_an_oversized_picture_is_refused_before_its_pixels_are_read():
     big = cv2.imencode(".png", np.full((100, 101), 255, np.uint8))[1].tobytes()
     with pytest.raises(PipelineError, match=r"x.png: 101x100 pixels \(10,100\), at most 10,000"):
         preprocess.decode_image(big, "x.png", max_pixels=10_000)
+    noise = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (50, 200), np.uint8))[1].tobytes()
+    with pytest.raises(PipelineError, match="x.png: a truncated or corrupt PNG image"):
+        preprocess.decode_image(noise[: len(noise) // 2], "x.png")
 
 
 @pytest.mark.parametrize(
