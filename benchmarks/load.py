@@ -1,22 +1,30 @@
 """Load test of the REST endpoint: `mlflow models serve` on the chain, N concurrent clients posting phone numbers.
 
-    python benchmarks/load.py [--model models:/digit-restore-mnist@champion] [--clients 4] [--requests 400]
-        [--time-limit 600] [--warmup 8] [--raw data/raw]
+    python benchmarks/load.py [--model models:/digit-restore-mnist@champion] [--kind array|picture]
+        [--clients 4] [--requests 400] [--workers 1] [--threads 2] [--time-limit 600] [--warmup 20] [--raw data/raw]
 
-The model comes from the pipeline's store ($MLFLOW_TRACKING_URI, else the repository's mlflow.db). Starts
-the server itself on 127.0.0.1 (one worker, as docs/serving.md's "Serve over REST" runs it) and sends it nothing but
-loopback traffic. Each request is one 10-digit phone number: ten test images of --raw (the download stage's
-output), each with an 8x8 piece lost at a random place (seed 0), no mask (the default chain is blind). After
---warmup requests (not counted), --clients threads send --requests requests in all, each client its next one
-as soon as its last is answered; the run stops at --time-limit seconds whatever is left. Prints the machine,
-the throughput (requests and digits per second), the latency p50 / p99, the failed requests, and the resident
-memory of the server's processes after the warm-up, at each quarter and at the end. Exits 1 if a request
-failed, was not answered with ten digits, or the time limit cut the run short. A benchmark, not a test.
+The model comes from the pipeline's store ($MLFLOW_TRACKING_URI, else the repository's mlflow.db). Each request
+is one 10-digit phone number: ten test images of --raw (the download stage's output), each with an 8x8 piece
+lost at a random place (seed 0), no mask (the default chain is blind). --kind array sends them framed, as
+(10, 28, 28) pixels; --kind picture sends the number as the restaurant's app has it, one PNG (dark ink on
+white, twice MNIST's size, the digits a little apart: 56x640), base64, with the param digits=10.
+
+First the in-process floor: the chain loaded here, its predict on the first requests' inputs (no HTTP, no
+JSON), and the networks alone on the same ten framed digits; the median of each. Then the server, started here
+on 127.0.0.1 with --workers workers, each worker's TensorFlow limited to --threads threads (default: the cores
+shared out), sent nothing but loopback traffic. After --warmup requests (not counted, sent by --clients clients
+as the counted ones are: every worker serves some), --clients threads send
+--requests requests in all, each client its next one as soon as its last is answered; the run stops at
+--time-limit seconds whatever is left. Prints the machine, the throughput (requests and digits per second),
+the latency p50 / p99, each beside its floor, the failed requests, and the resident memory of the server's
+processes after the warm-up, at each quarter and at the end. Exits 1 if a request failed, was not answered
+with ten digits, or the time limit cut the run short. A benchmark, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -30,11 +38,15 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
+import mlflow
 import numpy as np
 import psutil
+import tensorflow as tf
 
 from pipeline.common import tracking
 from pipeline.images.datasets import load_split
+from pipeline.serving.chain import restore_and_read
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,19 +54,66 @@ PHONE_DIGITS = 10
 HOLE = 8
 START_TIMEOUT_S = 180
 REQUEST_TIMEOUT_S = 120
+# A picture's digits are written GAP pixels (of 28) further apart than MNIST's frames leave them: side by side,
+# ~0.7% of these numbers hold two digits closer than the gap an 8x8 hole cuts into one, and are refused.
+GAP = 2
+FLOOR_CALLS = 30  # in-process calls timed for the floor, after FLOOR_WARMUP untimed
+FLOOR_WARMUP = 3
 
 
-def phone_numbers(raw: Path, count: int, seed: int = 0) -> list[bytes]:
-    """`count` request bodies, each ten distinct test digits with an 8x8 piece of each lost."""
+def phone_numbers(raw: Path, count: int, seed: int = 0) -> list[np.ndarray]:
+    """`count` phone numbers, each ten distinct test digits (uint8 (10, 28, 28)) with an 8x8 piece of each lost."""
     images = load_split(raw, "test")[0]
     rng = np.random.default_rng(seed)
-    bodies = []
+    numbers = []
     for _ in range(count):
         batch = images[rng.choice(len(images), PHONE_DIGITS, replace=False)].copy()
         for image, (row, col) in zip(batch, rng.integers(4, 28 - HOLE - 4, (PHONE_DIGITS, 2))):
             image[row : row + HOLE, col : col + HOLE] = 0
-        bodies.append(json.dumps({"inputs": {"image": batch.tolist()}}).encode())
-    return bodies
+        numbers.append(batch)
+    return numbers
+
+
+def request(digits: np.ndarray, kind: str) -> tuple[dict, dict]:
+    """(inputs, params) of one request: the framed digits, or the number written out as one PNG."""
+    if kind == "array":
+        return {"image": digits}, {}
+    spaced = np.hstack([np.pad(digit, ((0, 0), (GAP, GAP))) for digit in digits])
+    written = 255 - cv2.resize(spaced, None, fx=2, fy=2)  # dark ink on paper, 56x640
+    picture = base64.b64encode(cv2.imencode(".png", written)[1].tobytes()).decode("ascii")
+    return {"picture": picture}, {"digits": PHONE_DIGITS}
+
+
+def request_body(inputs: dict, params: dict) -> bytes:
+    jsonable = {name: value.tolist() if isinstance(value, np.ndarray) else value for name, value in inputs.items()}
+    return json.dumps({"inputs": jsonable, **({"params": params} if params else {})}).encode()
+
+
+def median_ms(call, arguments: list) -> float:
+    """Median wall time of `call(*a)` over `arguments`, after FLOOR_WARMUP untimed calls."""
+    for a in arguments[:FLOOR_WARMUP]:
+        call(*a)
+    times = []
+    for a in arguments[:FLOOR_CALLS]:
+        started = time.perf_counter()
+        call(*a)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def floor_ms(model: str, numbers: list[np.ndarray], kind: str, threads: int) -> tuple[float, float]:
+    """In this process, before the server starts: (the chain's predict on the requests' inputs, the networks
+    alone on the same framed digits), median ms. What a request costs without HTTP, JSON and queueing, on as
+    many TensorFlow threads as a server worker has."""
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    chain = mlflow.pyfunc.load_model(model)
+    inner = chain.unwrap_python_model()
+    whole = median_ms(lambda r: chain.predict(r[0], params=r[1] or None), [(request(n, kind),) for n in numbers])
+    networks = median_ms(
+        lambda n: restore_and_read(inner.generator, inner.classifier, inner.train_fill, n), [(n,) for n in numbers]
+    )
+    return whole, networks
 
 
 def free_port() -> int:
@@ -63,12 +122,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, port: int, log: Path) -> subprocess.Popen:
+def start_server(model: str, port: int, log: Path, workers: int, threads: int) -> subprocess.Popen:
+    """`mlflow models serve` with `workers` workers, each TensorFlow (and its oneDNN kernels) on `threads` threads."""
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking.tracking_uri(),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": str(threads),
+        "OMP_NUM_THREADS": str(threads),
     }
     with log.open("w") as out:
         server = subprocess.Popen(
@@ -87,7 +150,7 @@ def start_server(model: str, port: int, log: Path) -> subprocess.Popen:
                 "-p",
                 str(port),
                 "-w",
-                "1",
+                str(workers),
             ],
             env=env,
             stdout=out,
@@ -127,20 +190,27 @@ def post(url: str, body: bytes) -> tuple[float, str | None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models:/digit-restore-mnist@champion")
+    parser.add_argument("--kind", choices=("array", "picture"), default="array", help="what each request sends")
     parser.add_argument("--raw", type=Path, default=ROOT / "data/raw", help="folder of the MNIST .gz files")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds for the counted requests")
-    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (docs/serving.md: 1 on 2 cores)")
+    parser.add_argument("--threads", type=int, help="TensorFlow threads per worker (default: cores // workers)")
     args = parser.parse_args()
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
 
-    bodies = phone_numbers(args.raw, args.warmup + args.requests)
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    numbers = phone_numbers(args.raw, args.warmup + args.requests)
+    floor, networks = floor_ms(args.model, numbers, args.kind, threads)
+    bodies = [request_body(*request(n, args.kind)) for n in numbers]
     port = free_port()
     url = f"http://127.0.0.1:{port}/invocations"
-    server = start_server(args.model, port, Path(f"/tmp/digit-restore-load-{port}.log"))
+    server = start_server(args.model, port, Path(f"/tmp/digit-restore-load-{port}.log"), args.workers, threads)
     try:
-        for body in bodies[: args.warmup]:
-            post(url, body)
+        with ThreadPoolExecutor(args.clients) as pool:  # as many at once as counted: every worker warms up
+            list(pool.map(lambda body: post(url, body), bodies[: args.warmup]))
         memory = [("after warm-up", server_rss_mib(server))]
         counted = bodies[args.warmup :]
         latencies, failures, lock = [], [], threading.Lock()
@@ -182,12 +252,23 @@ def main() -> None:
         "unknown",
     )
     print(f"machine: {cpu}, {os.cpu_count()} cores; model {args.model}")
+    print(f"server: {args.workers} worker(s), {threads} TensorFlow thread(s) each; requests: {args.kind}s")
+    print(
+        f"in-process floor, same requests: the chain's predict {floor:.1f} ms (the networks alone {networks:.1f} ms) "
+        f"= {PHONE_DIGITS * 1000 / floor:.0f} digits/s on one process"
+    )
     print(
         f"{args.clients} clients, {done}/{len(counted)} requests of {PHONE_DIGITS} digits in {wall:.1f} s "
         f"(limit {args.time_limit:.0f} s); failed: {len(failures)}"
     )
-    print(f"throughput: {done / wall:.2f} requests/s = {done * PHONE_DIGITS / wall:.1f} digits/s")
-    print(f"latency: p50 {p50:.0f} ms, p99 {p99:.0f} ms, mean {statistics.fmean(latencies) * 1000:.0f} ms")
+    print(
+        f"throughput: {done / wall:.2f} requests/s = {done * PHONE_DIGITS / wall:.1f} digits/s "
+        f"({done * floor / wall / 1000:.2f} x the floor's)"
+    )
+    print(
+        f"latency: p50 {p50:.0f} ms ({p50 / floor:.1f} x the floor), p99 {p99:.0f} ms ({p99 / floor:.1f} x), "
+        f"mean {statistics.fmean(latencies) * 1000:.0f} ms"
+    )
     print("server memory (RSS): " + ", ".join(f"{label} {mib:.0f} MiB" for label, mib in memory))
     if failures:
         print(f"failures: {sorted(set(failures))[:5]}")

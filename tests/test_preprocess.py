@@ -1,5 +1,7 @@
 """MNIST's preprocessing of user images: polarity, contrast, fit in 20x20, centre by mass, holes carried."""
 
+import io
+
 import cv2
 import numpy as np
 import pytest
@@ -24,6 +26,12 @@ def on_paper(image: np.ndarray, scale: int, pad: tuple[int, int, int, int]) -> n
 
 def correlation(a, b) -> float:
     return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+
+def ink_columns(image: np.ndarray) -> np.ndarray:
+    """A digit cut to the columns of its ink, so that two side by side touch."""
+    columns = np.flatnonzero(image.any(axis=0))
+    return image[:, columns[0] : columns[-1] + 1]
 
 
 def centre_of_mass(image) -> np.ndarray:
@@ -96,3 +104,65 @@ def test_a_phone_number_with_a_digit_missing_is_refused(digits):
 def test_bad_boxes_are_refused(box, message):
     with pytest.raises(PipelineError, match=message):
         preprocess.parse_box(box)
+
+
+def test_a_drawing_on_a_transparent_canvas_reads_as_ink_on_paper(digits):
+    """A drawing app's PNG: dark ink, every other pixel transparent (and black underneath, as such apps store it)."""
+    from PIL import Image
+
+    ink = cv2.resize(digits[0][0], None, fx=4, fy=4)
+    rgba = np.zeros((*ink.shape, 4), np.uint8)
+    rgba[..., 3] = ink  # the ink's coverage; its colour black, like the hidden canvas
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+    gray = preprocess.decode_image(buffer.getvalue(), "drawing.png")
+    np.testing.assert_allclose(gray, 255 - ink.astype(int), atol=1)  # dark ink on white paper
+    frame, _ = preprocess.to_mnist(gray, np.zeros(gray.shape, bool))
+    assert correlation(frame, digits[0][0]) > 0.9
+
+
+def test_a_gif_an_oversized_or_a_truncated_picture_is_refused():
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (40, 30), 255).save(buffer, "GIF")
+    with pytest.raises(PipelineError, match="x.gif: a GIF image; send PNG or JPEG"):
+        preprocess.decode_image(buffer.getvalue(), "x.gif")
+    big = cv2.imencode(".png", np.full((100, 101), 255, np.uint8))[1].tobytes()
+    with pytest.raises(PipelineError, match=r"x.png: 101x100 pixels \(10,100\), at most 10,000"):
+        preprocess.decode_image(big, "x.png", max_pixels=10_000)
+    noise = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (50, 200), np.uint8))[1].tobytes()
+    with pytest.raises(PipelineError, match="x.png: a truncated or corrupt PNG image"):
+        preprocess.decode_image(noise[: len(noise) // 2], "x.png")
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("blank", "blank: no ink stands out from the background"),
+        ("faint", r"blank: .*\(contrast 20 of 255"),
+        ("speck", "no digit found: the tallest mark is 3 pixels high"),
+        ("touching", r"the ink in columns 0\.\.\d+ is 1\.\d times as wide as the digits are tall: digits touching"),
+    ],
+)
+def test_a_number_that_cannot_be_split_is_refused_naming_why(digits, case, message):
+    images, _ = digits
+    strip = np.hstack(images)
+    if case == "blank":
+        strip = np.zeros_like(strip)
+    elif case == "faint":
+        strip = (strip > 127).astype(np.uint8) * 20  # paper texture, not ink
+    elif case == "speck":
+        strip = np.zeros_like(strip)
+        strip[12:15, 40:43] = 255
+    else:  # the first two digits side by side, no blank column between them
+        strip = np.hstack([ink_columns(images[0]), ink_columns(images[1]), *images[2:]])
+    with pytest.raises(PipelineError, match=f"number.png: {message}"):
+        preprocess.split_number(strip, np.zeros(strip.shape, bool), None, "number.png")
+
+
+def test_without_a_count_every_run_is_a_digit(digits):
+    images, _ = digits
+    strip = np.hstack(images[:7])
+    cells = preprocess.split_number(strip, np.zeros(strip.shape, bool), None, "number.png")
+    assert len(cells) == 7 and all(correlation(frame, image) > 0.85 for (frame, _), image in zip(cells, images))

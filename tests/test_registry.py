@@ -68,9 +68,10 @@ def test_the_pipeline_registers_its_models(tiny_repo, tiny_store):
         assert info.saved_input_example_info is not None and info.flavors["keras"]
     chain_info = get_model_info(f"models:/{NAMES[2]}/1")
     # The default generator is blind: its chain takes the image alone. The chain checks its input itself
-    # (pipeline/serving/chain_input.py), so its signature declares the outputs and the param, no inputs.
+    # (pipeline/serving/chain_input.py), so its signature declares the outputs and the params, no inputs.
     assert chain_info.signature.inputs is None and [p.name for p in chain_info.signature.params.params] == [
-        "fill_value"
+        "fill_value",
+        "digits",
     ]
     assert registry.chain_takes_mask(mlflow.pyfunc.load_model(f"models:/{NAMES[2]}/1")) is False
     assert {s["name"] for s in json.loads(chain_info.signature.to_dict()["outputs"])} == {

@@ -177,7 +177,7 @@ def bad_inputs(tmp: Path) -> dict:
         ),
         "box outside": ([tmp / "digit.png", "--box", "20,20,10,4"], "--box 20,20,10,4: leaves"),
         "bad box": ([tmp / "digit.png", "--box", "2,x,3,3"], "--box: expected four integers"),
-        "phone digits": ([tmp / "digit.png", "--phone"], f"{tmp / 'digit.png'}: found 0 digits"),
+        "phone digits": ([tmp / "digit.png", "--phone"], f"{tmp / 'digit.png'}: blank: no ink stands out"),
         "no models": ([tmp / "digit.png"], "data/gan/generator.keras, data/classifier/model.keras: not found"),
         "overwrite": ([tmp / "digit.png", "--out", tmp], f"--out {tmp}: the restored PNG would overwrite the input"),
     }

@@ -1,7 +1,10 @@
-"""REST serving with MLflow itself: `mlflow models serve` on the champion chain, real HTTP round trips, good and bad."""
+"""REST serving with MLflow itself: `mlflow models serve` on the champion chain, real HTTP round trips, good and bad:
+arrays of framed digits, and pictures of a whole written number as the app sends them."""
 
 from __future__ import annotations
 
+import base64
+import csv
 import json
 import os
 import signal
@@ -11,16 +14,22 @@ import time
 import urllib.error
 import urllib.request
 
+import cv2
+import keras
 import mlflow
 import numpy as np
 import pytest
 from conftest import mirror_dir, offline_env
+from test_restore_cli import digit_restore
 from tracking_server import free_port
 
 from pipeline.images.datasets import load_split
+from pipeline.serving import chain
 from pipeline.serving.chain_input import MAX_IMAGES
+from pipeline.serving.picture import MAX_BYTES, MAX_DIGITS, MAX_PIXELS
 
-pytestmark = pytest.mark.slow  # builds or runs a pipeline, or starts a server
+pytestmark = pytest.mark.slow  # a tiny pipeline run and a real server
+
 
 MODEL = "models:/digit-restore-mnist@champion"
 START_TIMEOUT_S = 180
@@ -92,11 +101,12 @@ def test_invocations_answer_with_the_restoration_and_the_digits(server, tiny_rep
     assert answer["digit"] == list(probabilities.argmax(axis=1))
     assert np.allclose(answer["confidence"], probabilities.max(axis=1))
 
-    # The same model loaded here reads the same digits: the server runs the registered chain, nothing else.
+    # The same model loaded here answers the same, bit for bit: the server runs the registered chain, nothing else.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_repo / 'mlflow.db'}")
     local = mlflow.pyfunc.load_model(MODEL).predict({"image": images})
     assert answer["digit"] == local["digit"].tolist()
-    assert np.array_equal(restored, local["restored"])
+    for key in ("restored", "damage", "confidence", "probabilities"):
+        np.testing.assert_array_equal(np.array(answer[key], local[key].dtype), local[key], err_msg=key)
 
 
 def post(url: str, body: bytes) -> tuple[int, dict]:
@@ -150,3 +160,136 @@ def test_the_server_still_answers_after_the_bad_requests(server, tiny_repo, monk
         and answer["predictions"]["digit"]
         == mlflow.pyfunc.load_model(MODEL).predict({"image": images})["digit"].tolist()
     )
+
+
+def test_the_compiled_chain_answers_as_keras_predict_did(tiny_repo, monkeypatch):
+    """The chain now runs the networks as compiled calls (pipeline/scoring/inference.py); on the same inputs it
+    answers as the previous path, Keras's `predict`, did. 300 images: more than one of predict's batches."""
+    generator, classifier = (
+        keras.models.load_model(tiny_repo / f) for f in ("data/gan/generator.keras", "data/classifier/model.keras")
+    )
+    images = load_split(mirror_dir() / "mnist", "test", 300)[0].copy()
+    images[:, 10:18, 10:18] = 0
+    compiled = chain.restore_and_read(generator, classifier, -1.0, images)
+    monkeypatch.setattr(chain, "forward", lambda model, x: model.predict(x, verbose=0))
+    keras_predict = chain.restore_and_read(generator, classifier, -1.0, images)
+    for key in ("restored", "damage", "digit"):
+        np.testing.assert_array_equal(compiled[key], keras_predict[key], err_msg=key)
+    np.testing.assert_allclose(compiled["probabilities"], keras_predict["probabilities"], rtol=0, atol=1e-6)
+
+
+def png(image: np.ndarray, extension: str = ".png") -> bytes:
+    return cv2.imencode(extension, image)[1].tobytes()
+
+
+def picture_request(data: bytes | str, **params) -> bytes:
+    text = data if isinstance(data, str) else base64.b64encode(data).decode()
+    return json.dumps({"inputs": {"picture": text}, **({"params": params} if params else {})}).encode()
+
+
+@pytest.fixture(scope="module")
+def phone_picture():
+    """The first ten MNIST test digits as a written number: dark ink on white, twice MNIST's size, 56x560."""
+    images = load_split(mirror_dir() / "mnist", "test", 10)[0]
+    return 255 - cv2.resize(np.hstack(images), None, fx=2, fy=2)
+
+
+def test_a_picture_of_a_number_is_answered_as_the_command_reads_the_same_file(
+    server, tiny_repo, tmp_path, phone_picture
+):
+    (tmp_path / "number.png").write_bytes(png(phone_picture))
+    status, answer = post(server, picture_request((tmp_path / "number.png").read_bytes(), digits=10))
+    assert status == 200, answer
+    answer = answer["predictions"]
+
+    cli = digit_restore(
+        tmp_path / "number.png",
+        "--phone",
+        "--model",
+        MODEL,
+        "--out",
+        tmp_path / "out",
+        cwd=tiny_repo,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tiny_repo / 'mlflow.db'}",
+    )
+    assert cli.returncode == 0, cli.stderr
+    with (tmp_path / "out/predictions.csv").open(newline="") as f:
+        [row] = list(csv.DictReader(f))
+    assert len(answer["number"]) == 10 and answer["number"] == row["prediction"]
+    assert answer["digit"] == [int(d) for d in row["prediction"]]
+    np.testing.assert_allclose(answer["confidence"], [float(c) for c in row["digit_confidences"].split()], atol=1e-4)
+    restored = cv2.imdecode(np.frombuffer(base64.b64decode(answer["restored"]), np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(restored, cv2.imread(row["restored"], cv2.IMREAD_UNCHANGED))  # 28x280, same pixels
+
+    # Light ink on dark reads the same; no expected length: as many digits as the picture holds.
+    status, inverted = post(server, picture_request(png(255 - phone_picture)))
+    assert status == 200 and inverted["predictions"] == answer, inverted
+    status, jpeg = post(server, picture_request(png(phone_picture, ".jpg"), digits=10))
+    assert status == 200 and len(jpeg["predictions"]["number"]) == 10, jpeg
+
+
+def ink_columns(image: np.ndarray) -> np.ndarray:
+    """A digit cut to the columns of its ink, so that two side by side touch."""
+    columns = np.flatnonzero(image.any(axis=0))
+    return image[:, columns[0] : columns[-1] + 1]
+
+
+BAD_PICTURES = [
+    "not base64",
+    "not an image",
+    "empty",
+    "blank",
+    "over the pixel limit",
+    "over the byte limit",
+    "no digit",
+    "digits touching",
+    "more digits than allowed",
+    "another count than expected",
+    "an expected length out of range",
+]
+
+
+@pytest.fixture(scope="module")
+def bad_pictures() -> dict[str, tuple[bytes, str]]:
+    """Each bad picture's request and what its 400 must say."""
+    images = load_split(mirror_dir() / "mnist", "test", MAX_DIGITS + 1)[0]
+    white = np.full((56, 560), 255, np.uint8)
+    speck = white.copy()
+    speck[26:29, 100:103] = 0
+    side = int(MAX_PIXELS**0.5) + 1
+    touching = np.hstack([ink_columns(images[0]), ink_columns(images[1]), *images[2:10]])
+    return {
+        "not base64": (picture_request("a phone number!"), "picture: not base64"),
+        "not an image": (picture_request(b"hello, this is no picture"), "picture: not a readable PNG or JPEG image"),
+        "empty": (picture_request(""), "picture: empty; send the PNG or JPEG file, base64-encoded"),
+        "blank": (picture_request(png(white)), "picture: blank: no ink stands out from the background"),
+        "over the pixel limit": (
+            picture_request(png(np.full((side, side), 255, np.uint8))),
+            f"picture: {side}x{side} pixels",
+        ),
+        "over the byte limit": (picture_request(bytes(MAX_BYTES + 1)), f"at most {MAX_BYTES}; send a smaller file"),
+        "no digit": (picture_request(png(speck)), "picture: no digit found: the tallest mark is 3 pixels high"),
+        "digits touching": (picture_request(png(255 - touching)), "digits touching"),
+        "more digits than allowed": (
+            picture_request(png(255 - np.hstack(images))),
+            f"picture: {MAX_DIGITS + 1} digits found, at most {MAX_DIGITS}",
+        ),
+        "another count than expected": (
+            picture_request(png(255 - np.hstack(images[:9])), digits=10),
+            "picture: found 9 digits (runs of ink separated by blank columns), expected 10",
+        ),
+        "an expected length out of range": (
+            picture_request(png(255 - np.hstack(images[:10])), digits=MAX_DIGITS + 1),
+            f"digits: the number's expected length, 1..{MAX_DIGITS}",
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", BAD_PICTURES)
+def test_a_bad_picture_is_answered_400_and_the_next_picture_is_read(server, bad_pictures, phone_picture, case):
+    body, problem = bad_pictures[case]
+    status, answer = post(server, body)
+    assert status == 400 and problem in answer["message"], answer
+    assert len(answer["message"]) < 300
+    status, answer = post(server, picture_request(png(phone_picture), digits=10))
+    assert status == 200 and len(answer["predictions"]["number"]) == 10, answer

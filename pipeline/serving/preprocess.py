@@ -18,27 +18,67 @@ within one digit); `split_number` cuts it into its digits before each is framed.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from pipeline.common.errors import PipelineError
 
 SIDE, BOX = 28, 20
 INK = 0.3  # share of the 0..255 range above which a normalised pixel counts as ink
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# A written number (split_number): below this contrast (of 255) between ink and background the image is blank
+# (a photo of empty paper: normalise would stretch its noise to full ink); marks shorter than this are specks,
+# not digits (a digit framed from fewer pixels is guesswork); a run of ink wider than this many line heights (the
+# tallest digit's) is two digits touching. Single MNIST test digits reach 1.0 line height: they are 20 pixels
+# tall at most and as wide at most; two average digits side by side reach 1.5.
+MIN_CONTRAST = 32
+MIN_DIGIT_HEIGHT = 8
+TOUCHING = 1.3
+
+
+def decode_image(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """PNG or JPEG bytes as uint8 grayscale; PipelineError naming `name` if they are not one, or if the picture
+    holds more than `max_pixels`. Pillow reads the size from the header, before any pixel is decoded, so an
+    oversized picture costs no memory. Transparent pixels become paper: a drawing app's PNG is often ink on
+    a transparent canvas, whose hidden colour (black, as a rule) would otherwise be taken for the background."""
+    try:
+        picture = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise PipelineError(
+            f"{name}: the picture holds too many pixels (Pillow refuses it as a decompression bomb)"
+        ) from None
+    except (Image.UnidentifiedImageError, OSError, ValueError):
+        raise PipelineError(f"{name}: not a readable PNG or JPEG image") from None
+    if picture.format not in ("PNG", "JPEG"):
+        raise PipelineError(f"{name}: a {picture.format} image; send PNG or JPEG")
+    width, height = picture.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise PipelineError(
+            f"{name}: {width}x{height} pixels ({width * height:,}), at most {max_pixels:,}; send a smaller picture"
+        )
+    try:
+        picture.load()
+    except (OSError, ValueError, SyntaxError):
+        raise PipelineError(f"{name}: a truncated or corrupt {picture.format} image") from None
+    has_alpha = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
+    if not has_alpha:
+        return np.asarray(picture.convert("L"))
+    gray, alpha = np.moveaxis(np.asarray(picture.convert("LA"), dtype=np.float32), -1, 0)
+    opaque = gray[alpha > 127]
+    paper = 255.0 if opaque.size == 0 or np.median(opaque) < 128 else 0.0  # the opposite of the ink
+    return np.rint(gray * (alpha / 255.0) + paper * (1.0 - alpha / 255.0)).astype(np.uint8)
 
 
 def read_gray(path: str | Path) -> np.ndarray:
-    """A PNG or JPEG file as uint8 grayscale (alpha dropped); PipelineError naming the file if it is not one."""
+    """A PNG or JPEG file as uint8 grayscale (decode_image); PipelineError naming the file if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: no such file")
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise PipelineError(f"{path}: not a readable PNG or JPEG image")
-    return image
+    return decode_image(path.read_bytes(), str(path))
 
 
 def read_mask(path: str | Path, shape: tuple[int, int], image_name: str) -> np.ndarray:
@@ -126,21 +166,52 @@ def to_mnist(image: np.ndarray, holes: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return fit_frame(normalise(image, holes), holes)
 
 
-def split_number(image: np.ndarray, holes: np.ndarray, digits: int, name: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A row of `digits` digits -> each in MNIST's frame, left to right. The digits are the runs of
-    columns holding ink or hole. A digit that lost a piece of its stroke can fall apart into two runs:
-    while there are more runs than digits, the two runs with the narrowest gap between them are one
-    digit (the gaps between digits are the wide ones). PipelineError if fewer than `digits` runs remain."""
+def split_number(
+    image: np.ndarray, holes: np.ndarray, digits: int | None, name: str
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A row of digits -> each in MNIST's frame, left to right. The digits are the runs of columns holding ink
+    or hole. `digits` None: as many digits as runs. Otherwise a digit that lost a piece of its stroke can fall
+    apart into two runs: while there are more runs than `digits`, the two runs with the narrowest gap between
+    them are one digit (the gaps between digits are the wide ones). PipelineError naming `name` if the image
+    shows no ink (contrast below MIN_CONTRAST), no ink as tall as a digit (MIN_DIGIT_HEIGHT), a run wider than
+    TOUCHING line heights (two digits touching, or joined because there were more than `digits`), or, with
+    `digits`, fewer runs than that."""
+    contrast = int(np.ptp(np.where(holes, np.median(image), image)))
+    if contrast < MIN_CONTRAST:
+        raise PipelineError(
+            f"{name}: blank: no ink stands out from the background (contrast {contrast} of 255, at least "
+            f"{MIN_CONTRAST} needed)"
+        )
     ink = normalise(image, holes)
-    used = ((ink > INK * 255) | holes).any(axis=0)
+    marked = (ink > INK * 255) | holes
+    used = marked.any(axis=0)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], used.astype(np.int8), [0]])))
     runs = list(zip(edges[::2], edges[1::2]))
-    while len(runs) > digits:
+    heights = [_height(marked[:, a:b]) for a, b in runs]
+    line = max(heights, default=0)
+    if line < MIN_DIGIT_HEIGHT:
+        raise PipelineError(
+            f"{name}: no digit found: the tallest mark is {line} pixels high, a digit at least {MIN_DIGIT_HEIGHT}"
+        )
+    while digits is not None and len(runs) > digits:
         i = min(range(len(runs) - 1), key=lambda k: runs[k + 1][0] - runs[k][1])
         runs[i : i + 2] = [(runs[i][0], runs[i + 1][1])]
-    if len(runs) != digits:
+    wide = next(((a, b) for a, b in runs if b - a > TOUCHING * line), None)
+    if wide:
+        raise PipelineError(
+            f"{name}: the ink in columns {wide[0]}..{wide[1] - 1} is {(wide[1] - wide[0]) / line:.1f} times as wide "
+            f"as the digits are tall: digits touching (leave a gap between them)"
+            + ("" if digits is None else f" or more than {digits} digits")
+        )
+    if digits is not None and len(runs) != digits:
         raise PipelineError(
             f"{name}: found {len(runs)} digits (runs of ink separated by blank columns), expected {digits}; "
             "a phone number must be one row of separate digits"
         )
     return [fit_frame(ink[:, a:b], holes[:, a:b]) for a, b in runs]
+
+
+def _height(marked: np.ndarray) -> int:
+    """Rows from the first marked one to the last, inclusive (0 for none)."""
+    rows = np.flatnonzero(marked.any(axis=1))
+    return int(rows[-1] - rows[0] + 1) if len(rows) else 0

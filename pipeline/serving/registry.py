@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import types
+from importlib import metadata
 from pathlib import Path
 
 import keras
@@ -34,6 +35,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.common import paths
 from pipeline.common.config import Params
 from pipeline.serving.chain import NO_FILL_VALUE, RestoreAndRead, restore_and_read
+from pipeline.serving.picture import ANY_COUNT
 from pipeline.training.models import generator_input, is_blind
 
 CHAMPION = "champion"
@@ -47,13 +49,15 @@ def model_name(role: str, dataset: str) -> str:
     return f"digit-restore-{role}-{dataset}" if role else f"digit-restore-{dataset}"
 
 
-def pip_requirements() -> list[str]:
-    """Given explicitly: inferring them loads the model in a subprocess and costs 8-10 s per model."""
+def pip_requirements(*packages: str) -> list[str]:
+    """Given explicitly: inferring them loads the model in a subprocess and costs 8-10 s per model. `packages`:
+    more distributions the model needs, pinned at their installed versions."""
     return [
         f"tensorflow-cpu=={tf.__version__}",
         f"keras=={keras.__version__}",
         f"mlflow=={mlflow.__version__}",
         f"numpy=={np.__version__}",
+        *(f"{name}=={metadata.version(name)}" for name in packages),
     ]
 
 
@@ -110,10 +114,11 @@ def find_version(client: MlflowClient, name: str, path: str | Path):
 
 
 def chain_signature(example: dict, output: dict) -> ModelSignature:
-    """The outputs and the param `fill_value`, and no inputs: with inputs declared, MLflow checks a request
+    """The outputs of an image request, the params `fill_value` and `digits` (a picture's expected length; MLflow
+    drops a param the signature does not declare), and no inputs: with inputs declared, MLflow checks a request
     first and answers a wrong shape with the whole array sent; the chain checks its own (pipeline/serving/chain_input.py).
     The input example, logged beside, shows the fields; chain_takes_mask tells a client whether `mask` is one."""
-    inferred = infer_signature(example, output, params={"fill_value": NO_FILL_VALUE})
+    inferred = infer_signature(example, output, params={"fill_value": NO_FILL_VALUE, "digits": ANY_COUNT})
     return ModelSignature(inputs=None, outputs=inferred.outputs, params=inferred.params)
 
 
@@ -137,7 +142,7 @@ def log_chain(generator_path, classifier_path, train_fill: float, dataset: str, 
         code_paths=[str(Path(__file__).parents[1])],  # the whole pipeline package
         signature=chain_signature(example, output),
         input_example=example,
-        pip_requirements=pip_requirements(),
+        pip_requirements=pip_requirements("opencv-python-headless", "pillow"),  # a picture's decoding and framing
         registered_model_name=name,
     )
     return MlflowClient().get_model_version(name, info.registered_model_version)
