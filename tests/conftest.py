@@ -30,7 +30,7 @@ TINY_OVERRIDES = {
 
 
 # The shared repositories: each built once per session (build_once), whatever the number of workers.
-SHARED_REPOS = ("swept_repo", "team_repo", "tiny_repo")
+SHARED_REPOS = ("baseline_repo", "swept_repo", "team_repo", "tiny_repo")
 # What makes a test slow (README "Contributing"): the fast tier, `pytest -m "not slow"`, leaves these out.
 SLOW_FIXTURES = (*SHARED_REPOS, "tiny_repo_copy", "mlflow_server", "copy_repo")
 
@@ -264,13 +264,23 @@ def sweep_experiments(repo: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def swept_repo(tmp_path_factory, tiny_repo) -> Path:
-    """tiny_repo's baseline run, committed, and the SWEEP grid run through the DVC queue. Read-only."""
+def baseline_repo(tmp_path_factory, tiny_repo) -> Path:
+    """tiny_repo with its run committed (dvc.lock, results): the baseline a teammate clones. Read-only."""
 
     def build(repo: Path) -> None:
         copy_built(tiny_repo, repo)
         run(["git", "add", "-A"], repo)
         run(["git", "commit", "-q", "-m", "baseline run"], repo)
+
+    return build_once(tmp_path_factory, "baseline_repo", build)
+
+
+@pytest.fixture(scope="session")
+def swept_repo(tmp_path_factory, baseline_repo) -> Path:
+    """baseline_repo with the SWEEP grid run through the DVC queue. Read-only."""
+
+    def build(repo: Path) -> None:
+        copy_built(baseline_repo, repo)
         run([sys.executable, "-m", "dvc", "exp", "run", "--queue", *SWEEP], repo)
         start_queue(repo, 2)
         wait_for_queue(repo)

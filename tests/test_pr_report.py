@@ -1,6 +1,6 @@
 """The pull-request report (pipeline.review.pr_report) on a real two-commit history of the tiny configuration.
 
-`pr_repo` clones the session's `swept_repo` (its committed tiny baseline run is the base), shares its DVC cache
+`pr_repo` clones the session's `baseline_repo` (its committed tiny baseline run is the base), shares its DVC cache
 and a copy of its MLflow store, doubles gan.lr_g, runs `dvc repro` and commits: that commit is the head.
 """
 
@@ -24,13 +24,13 @@ BASE_LR = 0.0004
 
 
 @pytest.fixture(scope="module")
-def pr_repo(swept_repo, tmp_path_factory):
+def pr_repo(baseline_repo, tmp_path_factory):
     repo = tmp_path_factory.mktemp("pr") / "repo"
-    run(["git", "clone", "-q", str(swept_repo), str(repo)], swept_repo.parent)
+    run(["git", "clone", "-q", str(baseline_repo), str(repo)], baseline_repo.parent)
     run(["git", "config", "user.name", "digit-restore tests"], repo)
     run(["git", "config", "user.email", "tests@digit-restore.invalid"], repo)
-    run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(swept_repo / ".dvc/cache")], repo)
-    shutil.copy(swept_repo / "mlflow.db", repo / "mlflow.db")
+    run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(baseline_repo / ".dvc/cache")], repo)
+    shutil.copy(baseline_repo / "mlflow.db", repo / "mlflow.db")
     run([sys.executable, "-m", "dvc", "checkout"], repo)
     assert yaml.safe_load((repo / "params.yaml").read_text())["gan"]["lr_g"] == BASE_LR
     write_params(repo, {"gan": {"lr_g": 2 * BASE_LR}})

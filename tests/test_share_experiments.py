@@ -1,7 +1,7 @@
 """Sharing experiments beyond one machine, as the sweep workflow does: `dvc exp push` from one clone, `dvc exp pull`
 in a fresh one, through a local bare Git remote and a local DVC remote (real git, real DVC, no server).
 
-Clone A starts from the session's `swept_repo` baseline (its DVC cache shared, so only what the experiment changes
+Clone A starts from the session's `baseline_repo` baseline (its DVC cache shared, so only what the experiment changes
 reruns); clone B has its own empty cache and gets everything from the remotes.
 """
 
@@ -47,18 +47,18 @@ def dvc(*args: str, cwd):
 
 
 @pytest.fixture(scope="module")
-def shared(swept_repo, tmp_path_factory):
+def shared(baseline_repo, tmp_path_factory):
     """(A, B): A ran EXPERIMENT and pushed it; B is a fresh clone that pulled it."""
     top = tmp_path_factory.mktemp("share")
     git_remote, dvc_remote, a, b = top / "origin.git", top / "dvc-remote", top / "a", top / "b"
-    run(["git", "clone", "-q", "--bare", str(swept_repo), str(git_remote)], top)
+    run(["git", "clone", "-q", "--bare", str(baseline_repo), str(git_remote)], top)
     run(["git", "clone", "-q", str(git_remote), str(a)], top)
     for name, value in (("user.name", "digit-restore tests"), ("user.email", "tests@digit-restore.invalid")):
         run(["git", "config", name, value], a)
     dvc("remote", "add", "-d", "team", str(dvc_remote), cwd=a)
     run(["git", "commit", "-q", "-m", "team DVC remote", ".dvc/config"], a)
     run(["git", "push", "-q", "origin", "HEAD"], a)
-    dvc("cache", "dir", "--local", str(swept_repo / ".dvc/cache"), cwd=a)
+    dvc("cache", "dir", "--local", str(baseline_repo / ".dvc/cache"), cwd=a)
     dvc("checkout", cwd=a)
     dvc("exp", "run", "-n", EXPERIMENT, "-S", "gan.lr_g=0.0002", cwd=a)
     dvc("exp", "push", "origin", EXPERIMENT, cwd=a)
