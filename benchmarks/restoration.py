@@ -33,8 +33,8 @@ from pipeline.common.config import (
     parse_params,
     set_override,
 )
-from pipeline.download import fetch_dataset
 from pipeline.images.datasets import load_split, to_unit_range
+from pipeline.images.fetch import fetch_dataset
 from pipeline.images.masks import (
     MaskedSplit,
     apply_masks,
@@ -43,10 +43,11 @@ from pipeline.images.masks import (
     split_rng,
 )
 from pipeline.scoring import damage_table
-from pipeline.train_classifier import build_classifier, build_second_reader
-from pipeline.train_classifier import train as train_classifier
-from pipeline.train_gan import LossProgress, steps_per_epoch
-from pipeline.train_gan import train as train_gan
+from pipeline.training.batches import steps_per_epoch
+from pipeline.training.classifier import build_classifier, build_second_reader
+from pipeline.training.classifier import train as train_classifier
+from pipeline.training.progress import LossProgress
+from pipeline.training.trainer import train as train_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".data"

@@ -32,10 +32,10 @@ import tensorflow as tf
 from pipeline.common.config import CHAPTER_RECIPE, load_params
 from pipeline.images.masks import MaskedSplit
 from pipeline.scoring.inference import forward
-from pipeline.train_gan import build_gan
 from pipeline.training import chapter_loop as chapter_loop_module
 from pipeline.training.models import build_discriminator
 from pipeline.training.precision import resolve as resolve_precision
+from pipeline.training.trainer import build_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 128

@@ -46,14 +46,14 @@ from restoration import (  # noqa: E402
 
 from pipeline.common.config import CHAPTER_RECIPE  # noqa: E402
 from pipeline.common.tracking import tracking_uri  # noqa: E402
-from pipeline.download import fetch_dataset  # noqa: E402
 from pipeline.images.datasets import load_split, to_unit_range  # noqa: E402
+from pipeline.images.fetch import fetch_dataset  # noqa: E402
 from pipeline.images.masks import apply_masks, skeletons  # noqa: E402
 from pipeline.scoring import classical, damage_table  # noqa: E402
 from pipeline.scoring import metrics as m  # noqa: E402
 from pipeline.scoring.inference import read  # noqa: E402
-from pipeline.train_gan import steps_per_epoch  # noqa: E402
-from pipeline.train_gan import train as train_gan  # noqa: E402
+from pipeline.training.batches import steps_per_epoch  # noqa: E402
+from pipeline.training.trainer import train as train_gan  # noqa: E402
 
 CHAPTER_ACCURACY = 0.8782  # the chapter's published accuracy on its restored MNIST test images
 RECOVERED_TARGET = 0.95
@@ -74,7 +74,7 @@ class HeldOut:
 @contextlib.contextmanager
 def scored_generator(model):
     """The generator a stop now would save: a compiled GAN whose optimizer averages G's weights (gan.ema) gets the
-    averages for the duration, as train_gan.train puts them in at the end (Keras keeps them, in the order of the
+    averages for the duration, as training/trainer.train puts them in at the end (Keras keeps them, in the order of the
     variables it was built on, in `_model_variables_moving_average`: it has no public getter); the chapter's as is."""
     generator, optimizer = model.generator, model.g_optimizer
     if not optimizer.use_ema:

@@ -21,12 +21,12 @@ from pipeline.common.cli import run_stage
 from pipeline.common.config import Params
 from pipeline.images import figures
 from pipeline.images.masks import apply_masks
-from pipeline.mask import load_masked_split
+from pipeline.images.splits import load_masked_split
 from pipeline.scoring import classical, damage_table
 from pipeline.scoring import metrics as m
-from pipeline.scoring.inference import read
+from pipeline.scoring.inference import generator_reading, read
 from pipeline.serving import registry
-from pipeline.training.models import DIGIT_READING, generator_input, has_layer, is_blind
+from pipeline.training.models import is_blind
 
 VARIANTS = ("clean", "masked", "restored")
 GRID_FAMILY_IMAGES = 8  # test images per family in results/damage_grid.png
@@ -36,16 +36,6 @@ def restorations(generator, masked, holes) -> dict:
     """The generator's restoration ("restored") and each classical method's, of the same masked images."""
     restored = {"restored": damage_table.restore(generator, masked, holes)}
     return restored | {name: classical.inpaint(masked, holes, name) for name in classical.METHODS}
-
-
-def generator_reading(generator, masked, holes):
-    """The digit the generator itself read in each masked image (gan.reader_weight > 0), or None if it has no
-    reader. Beside the judge's reading of the restoration it splits what is left: digits the generator
-    misread, and digits it read right but drew so that the judge reads them otherwise."""
-    if not has_layer(generator, DIGIT_READING):
-        return None
-    reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
-    return read(reader, generator_input(masked, None if is_blind(generator) else holes))
 
 
 def score(params: Params, images: dict, predicted: dict, labels, holes) -> dict:
@@ -176,4 +166,4 @@ def main(params: Params) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage(main))
+    sys.exit(run_stage(main, "evaluate"))

@@ -17,7 +17,9 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from pipeline.common.config import load_params
 from pipeline.images.masks import MaskedSplit
 from pipeline.images.masks import skeletons
-from pipeline.train_gan import LOSS_NAMES, build_gan, training_batches
+from pipeline.training.batches import training_batches
+from pipeline.training.gan import LOSS_NAMES
+from pipeline.training.trainer import build_gan
 
 params = load_params("params.yaml")
 rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ from pipeline.images.masks import (
     stroke_masks,
 )
 from pipeline.scoring.damage_table import FAMILIES
-from pipeline.train_gan import batch_damage
+from pipeline.training.batches import batch_damage
 
 PARAMS = load_params(ROOT / "params.yaml")
 CLASSIC = FAMILIES["classic"]

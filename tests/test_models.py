@@ -4,7 +4,7 @@ import pytest
 from conftest import ROOT, random_masked_batch
 
 from pipeline.common.config import GIVEN_HOLE_RECIPE, load_params
-from pipeline.train_classifier import build_classifier
+from pipeline.training.classifier import build_classifier
 from pipeline.training.gan import RestorationGAN
 from pipeline.training.models import (
     DAMAGE,
@@ -164,7 +164,7 @@ def test_the_decoder_draws_from_the_generator_s_reading_of_the_digit(batch):
 
 
 def test_evaluate_reads_the_digit_the_generator_read_and_nothing_without_a_reader(batch):
-    from pipeline.evaluate import generator_reading
+    from pipeline.scoring.inference import generator_reading
 
     masked, holes, _ = batch
     assert generator_reading(build_generator("unet", True, True), masked, holes) is None
@@ -209,7 +209,7 @@ def test_one_train_step_updates_both_networks(batch):
 def test_mixed_bfloat16_computes_in_bfloat16_keeps_known_pixels_exactly_and_leaves_the_global_policy(batch):
     import dataclasses
 
-    from pipeline.train_gan import build_gan
+    from pipeline.training.trainer import build_gan
 
     masked, holes, _ = batch
     g = dataclasses.replace(load_params(ROOT / "params.yaml").gan, **GIVEN_HOLE_RECIPE)
@@ -228,7 +228,7 @@ def test_mixed_bfloat16_computes_in_bfloat16_keeps_known_pixels_exactly_and_leav
 
 def test_a_non_finite_loss_stops_training_and_names_the_iteration():
     from pipeline.common.errors import PipelineError
-    from pipeline.train_gan import LossProgress
+    from pipeline.training.progress import LossProgress
 
     progress = LossProgress(epochs=2, steps=10)
     progress.on_epoch_begin(1)
@@ -251,7 +251,7 @@ def test_ema_saves_the_moving_average_of_the_generator_weights_and_leaves_traini
     import dataclasses
 
     from pipeline.images.masks import MaskedSplit
-    from pipeline.train_gan import train
+    from pipeline.training.trainer import train
 
     masked, holes, clean = batch
     params = load_params(ROOT / "params.yaml")
@@ -330,7 +330,7 @@ def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels
     test_masked = apply_masks(test_clean, test_holes, -1.0)
 
     def trained(**recipe):
-        from pipeline.train_gan import train
+        from pipeline.training.trainer import train
 
         g = dataclasses.replace(params.gan, epochs=1, steps_per_epoch=300, batch_size=32, precision="float32", **recipe)
         generator = train(dataclasses.replace(params, gan=g), data)[0].generator
@@ -390,7 +390,7 @@ def test_encoder_depth_sets_the_convs_at_each_pooled_resolution_before_the_bottl
 def test_the_learning_rate_warms_up_linearly_then_holds_or_follows_a_cosine_to_zero(schedule):
     import dataclasses
 
-    from pipeline.train_gan import learning_rate
+    from pipeline.training.trainer import learning_rate
 
     g = dataclasses.replace(load_params(ROOT / "params.yaml").gan, lr_schedule=schedule, warmup_steps=10)
     rate = learning_rate(g, 1e-3, total_steps=110)

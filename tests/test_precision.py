@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from pipeline.common.config import load_params
-from pipeline.train_gan import build_gan
 from pipeline.training import precision
+from pipeline.training.trainer import build_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_ONLY = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="with a GPU, auto reads the GPU")

@@ -36,7 +36,7 @@ from conftest import (
 from mlflow.tracking import MlflowClient
 
 from pipeline.common import paths
-from pipeline.train_gan import LOSS_NAMES
+from pipeline.training.gan import LOSS_NAMES
 
 EPOCHS, STEPS = 3, 4  # three epochs, so a kill after the first checkpoint always lands mid-training
 OVERRIDES = {**TINY_OVERRIDES, "gan": {**TINY_OVERRIDES["gan"], "epochs": EPOCHS, "steps_per_epoch": STEPS}}

@@ -13,8 +13,8 @@ from conftest import ROOT, random_masked_batch
 from pipeline.common.config import CHAPTER_RECIPE, load_params
 from pipeline.images.masks import MaskedSplit
 from pipeline.scoring.metrics import accuracy
-from pipeline.train_classifier import build_classifier
-from pipeline.train_gan import train
+from pipeline.training.classifier import build_classifier
+from pipeline.training.trainer import train
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from time_to_accuracy import AccuracyClock, HeldOut, scored_generator, seconds_to  # noqa: E402

@@ -112,7 +112,7 @@ def apply_masks(images: np.ndarray, holes: np.ndarray, fill: float) -> np.ndarra
 
 @dataclass(frozen=True)
 class MaskedSplit:
-    """One split's images with their damage: what the mask stage saves (pipeline/mask.py reads it back) and
+    """One split's images with their damage: what the mask stage saves (pipeline/images/splits.py reads it back) and
     what training and scoring take."""
 
     clean: np.ndarray  # float32 (n, 28, 28, 1) in [-1, 1]

@@ -3,7 +3,7 @@
 The families are fixed here, not read from params.yaml: they are the yardstick that runs with other
 params are compared on, and each is drawn from its own stream (masks.EVALUATION_STREAM), apart from
 everything a restorer trained on. Every restoration is read by two readers of different architectures
-(the judge and the second reader, pipeline/train_classifier.py), so no number rests on one model.
+(the judge and the second reader, pipeline/training/classifier.py), so no number rests on one model.
 """
 
 from __future__ import annotations
