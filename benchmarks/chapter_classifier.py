@@ -22,9 +22,9 @@ from pathlib import Path
 
 import keras
 from keras import layers
-from restoration import CACHE, RECIPES, params_with_overrides, trained_readers, training_split
+from restoration import CACHE, params_with_overrides, recipe_params, trained_readers, training_split
 
-from pipeline.common.config import IMAGE_SIDE, NUM_CLASSES
+from pipeline.common.image import IMAGE_SIDE, NUM_CLASSES
 from pipeline.images.datasets import load_split, to_unit_range
 from pipeline.images.fetch import fetch_dataset
 from pipeline.images.masks import apply_masks, skeletons
@@ -82,11 +82,11 @@ def main() -> None:
     test_images, test_labels = load_split(raw, "test")
     clean = to_unit_range(test_images)
     generators = {str(path): keras.models.load_model(path) for path in args.score}
-    overrides, classic_only = RECIPES["chapter"]
+    chapter = recipe_params("chapter", [])
     if args.chapter_seeds:
-        data, mask = training_split(params, raw, classic_only)  # one draw of the chapter's box for every seed
+        data, mask = training_split(chapter, raw, True)  # one draw of the chapter's box for every seed
     for seed in args.chapter_seeds:
-        run = dataclasses.replace(params, gan=dataclasses.replace(params.gan, seed=seed, **overrides), mask=mask)
+        run = dataclasses.replace(chapter, gan=dataclasses.replace(chapter.gan, seed=seed), mask=mask)
         steps = steps_per_epoch(run, len(data.clean))
         generators[f"the chapter's recipe, seed {seed}"] = train_gan(run, data, [LossProgress(run.gan.epochs, steps)])[
             0

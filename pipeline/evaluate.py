@@ -26,7 +26,7 @@ from pipeline.scoring import classical, damage_table
 from pipeline.scoring import metrics as m
 from pipeline.scoring.inference import generator_reading, read
 from pipeline.serving import registry
-from pipeline.training.models import is_blind
+from pipeline.training.models import is_blind, with_damage_threshold
 
 VARIANTS = ("clean", "masked", "restored")
 GRID_FAMILY_IMAGES = 8  # test images per family in results/damage_grid.png
@@ -91,7 +91,9 @@ def main(params: Params) -> None:
     with tracking.stage_run(params, "evaluate", "evaluate") as (client, run_id, parent_id):
         classifier = keras.models.load_model(paths.CLASSIFIER_MODEL)
         readers = {"judge": classifier, "second": keras.models.load_model(paths.SECOND_READER_MODEL)}
-        generator = keras.models.load_model(paths.GENERATOR_MODEL)
+        generator = with_damage_threshold(
+            keras.models.load_model(paths.GENERATOR_MODEL), params.evaluate.damage_threshold
+        )
         variants = {"clean": clean, "masked": masked, **restorations(generator, masked, holes)}
         predicted = {v: read(classifier, x) for v, x in variants.items()}
         result = score(params, variants, predicted, labels, holes)

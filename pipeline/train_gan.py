@@ -26,6 +26,7 @@ from pipeline.training import checkpoint, precision
 from pipeline.training.batches import steps_per_epoch
 from pipeline.training.models import generator_input
 from pipeline.training.progress import LossProgress
+from pipeline.training.recipes import RECIPES
 from pipeline.training.trainer import train, training_fingerprint
 
 SAMPLES = 8
@@ -82,7 +83,7 @@ def main(params: Params) -> None:
             lambda history, first: tracking.log_metric_history(client, run_id, history, first),
             resume.history if resume else None,
         )
-        sample_holes = data.holes[:SAMPLES] if g.mask_channel else None
+        sample_holes = data.holes[:SAMPLES] if RECIPES[g.recipe].mask_channel else None
         samples = SampleGrid(
             generator_input(data.masked[:SAMPLES], sample_holes), data.clean[:SAMPLES], resume.samples if resume else ()
         )

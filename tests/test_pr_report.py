@@ -135,9 +135,10 @@ FULL = {
     "data.max_train": None,
     "data.max_test": None,
     "classifier.epochs": 3,
-    "gan.epochs": 3,
+    "gan.recipe": "blind",
+    "gan.epochs": None,
     "gan.steps_per_epoch": None,
-    "gan.batch_size": 64,
+    "gan.batch_size": None,
     "evaluate.grid_digits": 32,
 }
 SMALL = {**FULL, **small_run.SMALL_RUN}

@@ -114,3 +114,16 @@ def test_dvc_reruns_exactly_the_stages_an_edit_reaches(tiny_repo):
             assert stale_stages(tiny_repo) == stages, module
         finally:
             path.write_bytes(original)
+
+
+def test_an_inference_setting_reruns_evaluate_alone(tiny_repo):
+    """evaluate.damage_threshold acts at inference only: trying a threshold must not retrain the GAN."""
+    path = tiny_repo / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    params["evaluate"]["damage_threshold"] = 0.7
+    try:
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        assert stale_stages(tiny_repo) == {"evaluate"}
+    finally:
+        path.write_text(original)

@@ -41,7 +41,7 @@ def read(classifier: keras.Model, images: np.ndarray) -> np.ndarray:
 
 
 def generator_reading(generator, masked, holes):
-    """The digit the generator itself read in each masked image (gan.reader_weight > 0), or None if it has no
+    """The digit the generator itself read in each masked image (a recipe with a digit reader), or None if it has no
     reader. Beside the judge's reading of the restoration it splits what is left: digits the generator
     misread, and digits it read right but drew so that the judge reads them otherwise."""
     if not has_layer(generator, DIGIT_READING):

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from pipeline.common.config import IMAGE_SIDE, Params
+from pipeline.common.config import Params
 from pipeline.common.errors import PipelineError
+from pipeline.common.image import IMAGE_SIDE
 from pipeline.images.masks import TRAINING_STREAM, MaskedSplit, apply_masks, draw_damage
 from pipeline.training.models import GENERATOR_INPUT_SHAPE, IMAGE_SHAPE, generator_input
+from pipeline.training.recipes import RECIPES
 
 
 def steps_per_epoch(params: Params, n_images: int) -> int:
@@ -31,11 +33,9 @@ def epoch_order(n_images: int, batch_size: int, steps: int, seed: int, epoch: in
 def batch_damage(
     data: MaskedSplit, indices: np.ndarray, params: Params, iteration: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(damaged images, holes) of the training images `indices` at global iteration `iteration`. With
-    gan.fresh_damage the damage is drawn anew from (gan.seed, iteration) alone, so the restorer sees new holes
-    every epoch and a resumed run draws exactly what an uninterrupted one would; without it, the mask stage's."""
-    if not params.gan.fresh_damage:
-        return data.masked[indices], data.holes[indices]
+    """(damaged images, holes) of the training images `indices` at global iteration `iteration`: drawn anew from
+    (gan.seed, iteration) alone, so the restorer sees new holes every epoch and a resumed run draws exactly what an
+    uninterrupted one would. (The mask stage's one draw instead bought nothing measurable: docs/recipes.md.)"""
     rng = np.random.default_rng([params.gan.seed, TRAINING_STREAM, iteration])
     holes = draw_damage(data.skeleton[indices], params.mask.families, rng)
     return apply_masks(data.clean[indices], holes, params.mask.fill), holes
@@ -46,12 +46,13 @@ def training_batches(data: MaskedSplit, params: Params, steps: int, epochs: rang
     damage of `batch_damage`. Each batch is gathered from the NumPy arrays themselves: copying them into the
     graph as constants would hold a second 0.4 GB copy of the training set for the whole run."""
     g = params.gan
+    mask_channel = RECIPES[g.recipe].mask_channel
     order = np.concatenate([epoch_order(len(data.clean), g.batch_size, steps, g.seed, epoch) for epoch in epochs])
     iterations = np.arange(epochs.start * steps, epochs.stop * steps)
 
     def gather(indices, iteration):
         masked, holes = batch_damage(data, indices, params, int(iteration))
-        inputs = generator_input(masked, None if not g.mask_channel else holes)
+        inputs = generator_input(masked, holes if mask_channel else None)
         # The holes as 0/1 floats: a distribution strategy sums what a dataset yields, and cannot sum booleans.
         return inputs, data.clean[indices], data.labels[indices].astype(np.int32), holes.astype(np.float32)
 

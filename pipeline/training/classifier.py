@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from pipeline.common.config import IMAGE_SIDE, NUM_CLASSES, ClassifierParams
+from pipeline.common.config import ClassifierParams
+from pipeline.common.image import IMAGE_SIDE, NUM_CLASSES
 from pipeline.images.datasets import to_unit_range
 
 

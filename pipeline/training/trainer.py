@@ -12,60 +12,38 @@ import tensorflow as tf
 import pipeline.images.masks
 import pipeline.training.gan
 import pipeline.training.models
+import pipeline.training.recipes
 from pipeline.common.config import GanParams, Params
 from pipeline.images.masks import MaskedSplit
 from pipeline.training import batches, chapter_loop, checkpoint, precision
 from pipeline.training.batches import steps_per_epoch, training_batches
 from pipeline.training.gan import RestorationGAN
 from pipeline.training.models import build_discriminator, build_generator, dtype_policy
+from pipeline.training.recipes import BETA1, REAL_LABEL, RECIPES
 
 
-def learning_rate(g: GanParams, peak: float, total_steps: int):
-    """gan.lr_schedule over a run of `total_steps` iterations: a linear warm-up from 0 over gan.warmup_steps, then
-    `peak` held (constant) or brought down to 0 along a cosine (cosine). Keras's CosineDecay does both (alpha 1
-    holds the peak); it reads the optimizer's step counter, which checkpoints save, so a resumed run goes on where
-    it stopped."""
-    if g.lr_schedule == "constant" and not g.warmup_steps:
-        return peak
-    return keras.optimizers.schedules.CosineDecay(
-        0.0 if g.warmup_steps else peak,
-        max(total_steps - g.warmup_steps, 1),
-        alpha=1.0 if g.lr_schedule == "constant" else 0.0,
-        warmup_target=peak if g.warmup_steps else None,
-        warmup_steps=g.warmup_steps,
-    )
-
-
-def build_gan(g: GanParams, total_steps: int) -> RestorationGAN:
-    """The recipe of params.gan with its Adam optimisers, ready to train for `total_steps` iterations."""
+def build_gan(g: GanParams) -> RestorationGAN:
+    """The networks and losses of the recipe of params.gan (its compiled train_step), with their Adam optimisers."""
+    recipe = RECIPES[g.recipe]
     with dtype_policy(precision.resolve(g.precision)):
         generator = build_generator(
-            g.generator,
-            g.mask_channel,
-            g.composite,
-            digit_reader=g.reader_weight > 0,
-            width=g.width,
-            damage_threshold=g.damage_threshold,
-            encoder_depth=g.encoder_depth,
+            recipe.generator, recipe.mask_channel, recipe.composite, digit_reader=recipe.reader_weight > 0
         )
-        discriminator = build_discriminator(g.discriminator, class_head=g.class_weight > 0)
+        discriminator = build_discriminator(recipe.discriminator, class_head=recipe.class_weight > 0)
     gan = RestorationGAN(
         generator,
         discriminator,
-        g.real_label,
+        REAL_LABEL,
         g.recon_weight,
-        g.class_weight,
-        g.reader_weight,
-        g.mask_weight,
-        g.adversarial_warmup,
+        recipe.class_weight,
+        recipe.reader_weight,
+        recipe.mask_weight,
     )
     gan.compile(
         # With gan.ema the optimizer also keeps the moving average of G's weights (saved in checkpoints with
         # its other variables); `train` puts the average into the generator at the end.
-        g_optimizer=keras.optimizers.Adam(
-            learning_rate(g, g.lr_g, total_steps), beta_1=g.beta1, use_ema=g.ema > 0, ema_momentum=g.ema
-        ),
-        d_optimizer=keras.optimizers.Adam(learning_rate(g, g.lr_d, total_steps), beta_1=g.beta1),
+        g_optimizer=keras.optimizers.Adam(g.lr_g, beta_1=BETA1, use_ema=g.ema > 0, ema_momentum=g.ema),
+        d_optimizer=keras.optimizers.Adam(g.lr_d, beta_1=BETA1),
     )
     return gan
 
@@ -80,12 +58,12 @@ def train(
     rather than the last ones: the last weights carry the noise of the last few adversarial updates, and
     the average restored MNIST better (docs/recipes.md). BatchNorm keeps its own moving statistics.
 
-    gan.loop chapter trains with the chapter's own loop instead (pipeline/training/chapter_loop.py)."""
+    The chapter's recipe trains with the chapter's own loop instead (pipeline/training/chapter_loop.py)."""
     g = params.gan
-    if g.loop == "chapter":
+    if RECIPES[g.recipe].loop == "chapter":
         return chapter_loop.train(params, data, steps_per_epoch(params, len(data.clean)), callbacks, resume)
     steps = steps_per_epoch(params, len(data.clean))
-    gan, first_epoch = checkpoint.seeded_start(g.seed, lambda: build_gan(g, steps * g.epochs), resume)
+    gan, first_epoch = checkpoint.seeded_start(g.seed, lambda: build_gan(g), resume)
     started = time.perf_counter()
     if first_epoch < g.epochs:
         gan.fit(
@@ -114,6 +92,7 @@ def training_fingerprint(params: Params, data: MaskedSplit) -> str:
         checkpoint.__file__,
         chapter_loop.__file__,
         precision.__file__,
+        pipeline.training.recipes.__file__,
     )
     code = [Path(source).read_bytes() for source in sources]
     return checkpoint.fingerprint(
