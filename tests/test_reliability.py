@@ -205,7 +205,7 @@ def test_two_queued_experiments_run_at_once_into_one_store(repo):
             [experiment_id], f"tags.dvc_exp_name = '{name}' and tags.`digit_restore.pipeline_key` != ''"
         )
         assert parent.info.status == "FINISHED" and parent.data.params["gan.lr_d"] == str(lr_d)
-        assert 0 <= parent.data.metrics["accuracy_restored"] <= 1 and "gan_final_g_loss" in parent.data.metrics
+        assert 0 <= parent.data.metrics["accuracy.restored"] <= 1 and "gan_final_g_loss" in parent.data.metrics
         children = {
             c.data.tags["dvc_stage"]: c
             for c in client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")

@@ -31,7 +31,7 @@ from pipeline.images import figures
 
 SETTINGS = ("data.dataset", "gan.recipe", "mask.families.strokes.width", "gan.lr_g", "gan.lr_d")
 MISSING = "-"  # a setting the run's params do not have (e.g. a params.yaml without a strokes family)
-ACCURACIES = ("accuracy_clean", "accuracy_masked", "accuracy_restored")
+ACCURACIES = ("accuracy.clean", "accuracy.masked", "accuracy.restored")
 METRICS = (*ACCURACIES, "recovered_fraction")
 PARENTS = f"tags.`{tracking.KEY_TAG}` != ''"
 TABLE_NAME, FIGURE_NAME = "comparison.md", "comparison.png"
