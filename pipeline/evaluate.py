@@ -8,7 +8,6 @@ family x restorer (pipeline/scoring/damage_table.py) scores every family on draw
 
 from __future__ import annotations
 
-import csv
 import sys
 
 import keras
@@ -16,7 +15,7 @@ import mlflow
 import numpy as np
 
 from pipeline.common import paths, tracking
-from pipeline.common.atomic import atomic_path, save_json
+from pipeline.common.atomic import save_csv, save_json
 from pipeline.common.cli import run_stage
 from pipeline.common.config import Params
 from pipeline.images import figures
@@ -78,13 +77,6 @@ def damage_grid_rows(generator, clean, skeleton, seed: int, fill: float) -> dict
     return rows
 
 
-def write_csv(path, header: list[str], rows: list[list]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 def main(params: Params) -> None:
     test = load_masked_split(params, "test")
     clean, labels, masked, holes = test.clean, test.labels, test.masked, test.holes
@@ -108,7 +100,7 @@ def main(params: Params) -> None:
             result["generator_reading_accuracy"] = m.accuracy(reading, labels)
 
         save_json(paths.METRICS, result)
-        write_csv(
+        save_csv(
             paths.PER_CLASS,
             ["class", *VARIANTS],
             [[c, *(f"{row[v]:.4f}" for v in VARIANTS)] for c, row in result["per_class"].items()],
@@ -116,8 +108,8 @@ def main(params: Params) -> None:
         # One row per test image: what it is and what the classifier read in each variant. DVC draws the confusion
         # matrix of the restored images from it; which digits the restorer turns into which is the error budget.
         readings = [[digit, *(predicted[v][i] for v in VARIANTS)] for i, digit in enumerate(labels)]
-        write_csv(paths.READINGS, ["digit", *VARIANTS], readings)
-        write_csv(paths.DAMAGE_TABLE, *damage_table.csv_rows(result["damage"]))
+        save_csv(paths.READINGS, ["digit", *VARIANTS], readings)
+        save_csv(paths.DAMAGE_TABLE, *damage_table.csv_rows(result["damage"]))
         n = params.evaluate.grid_digits
         figures.save_figure(
             figures.labelled_grid(variants["restored"][:n], labels[:n], predicted["restored"][:n]), paths.RESTORED_GRID

@@ -9,14 +9,13 @@ interruption resumes.
 
 from __future__ import annotations
 
-import csv
 import sys
 
 import keras
 import mlflow
 
 from pipeline.common import paths, tracking
-from pipeline.common.atomic import atomic_path, save_keras
+from pipeline.common.atomic import save_csv, save_keras
 from pipeline.common.cli import run_stage
 from pipeline.common.config import Params
 from pipeline.images import figures
@@ -55,11 +54,8 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 def write_losses_csv(history: dict[str, list[float]]) -> None:
-    with atomic_path(paths.GAN_LOSSES) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["iteration", *history])
-        for i, row in enumerate(zip(*history.values())):
-            writer.writerow([i, *(f"{v:.6g}" for v in row)])
+    rows = ([i, *(f"{v:.6g}" for v in row)] for i, row in enumerate(zip(*history.values())))
+    save_csv(paths.GAN_LOSSES, ["iteration", *history], rows)
 
 
 def main(params: Params) -> None:

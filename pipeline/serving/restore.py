@@ -21,14 +21,13 @@ project's mlflow.db). Every input is read and checked before any model is loaded
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pipeline.common.atomic import atomic_path
+from pipeline.common.atomic import atomic_path, save_csv
 from pipeline.common.errors import PipelineError
 from pipeline.serving import preprocess
 
@@ -197,10 +196,7 @@ def write_outputs(files: list[Path], inputs, output: dict, out: Path, show_damag
                 str(png),
             ]
         )
-    with atomic_path(out / CSV_NAME) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "prediction", "confidence", "digit_confidences", "hole_pixels", "restored"])
-        writer.writerows(rows)
+    save_csv(out / CSV_NAME, ["file", "prediction", "confidence", "digit_confidences", "hole_pixels", "restored"], rows)
     return rows
 
 
