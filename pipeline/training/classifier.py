@@ -5,12 +5,12 @@ on the one model a restorer was tuned beside."""
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from pipeline.common.config import ClassifierParams
 from pipeline.common.image import IMAGE_SIDE, NUM_CLASSES
 from pipeline.images.datasets import to_unit_range
+from pipeline.training.seeding import seed_everything
 
 
 def build_classifier() -> keras.Model:
@@ -43,8 +43,7 @@ def build_second_reader() -> keras.Model:
 
 def train(c: ClassifierParams, images, labels, build=build_classifier) -> tuple[keras.Model, dict[str, list[float]]]:
     """Seeded, deterministic training on uint8 images; the last `validation_split` of them are held out."""
-    keras.utils.set_random_seed(c.seed)
-    tf.config.experimental.enable_op_determinism()
+    seed_everything(c.seed)
     model = build()
     model.compile(
         optimizer=keras.optimizers.Adam(c.lr),

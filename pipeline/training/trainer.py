@@ -15,7 +15,7 @@ import pipeline.training.models
 import pipeline.training.recipes
 from pipeline.common.config import GanParams, Params
 from pipeline.images.masks import MaskedSplit
-from pipeline.training import batches, chapter_loop, checkpoint, precision
+from pipeline.training import batches, chapter_loop, checkpoint, precision, seeding
 from pipeline.training.batches import steps_per_epoch, training_batches
 from pipeline.training.gan import RestorationGAN
 from pipeline.training.models import build_discriminator, build_generator, dtype_policy
@@ -92,6 +92,7 @@ def training_fingerprint(params: Params, data: MaskedSplit) -> str:
         checkpoint.__file__,
         chapter_loop.__file__,
         precision.__file__,
+        seeding.__file__,
         pipeline.training.recipes.__file__,
     )
     code = [Path(source).read_bytes() for source in sources]
