@@ -33,7 +33,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.common import paths
 from pipeline.common.config import Params
 from pipeline.common.param_keys import flatten
-from pipeline.common.server_access import check_server, explain_refusal
+from pipeline.common.server_access import explain_refusal
 
 KEY_TAG = "digit_restore.pipeline_key"
 HOST_TAG = "digit_restore.host"
@@ -147,9 +147,9 @@ def _sqlite_creation_lock(uri: str):
 
 
 def open_experiment(name: str) -> tuple[MlflowClient, str]:
-    """A client of the tracking store (checked to answer) and the id of experiment `name`, created if new."""
+    """A client of the tracking store and the id of experiment `name`, created if new. (A stage's entry point,
+    common/cli.run_stage, has checked that the store answers before the stage began.)"""
     uri = tracking_uri()
-    check_server(uri)
     mlflow.set_tracking_uri(uri)
     with _sqlite_creation_lock(uri):
         client = MlflowClient(uri)  # opens (and, if new, creates) the store
