@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, TINY_OVERRIDES, run, write_params
+from conftest import ROOT, run, write_params
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -205,8 +205,6 @@ def test_seed_spreads_are_the_benchmark_pages_table():
     assert seed_spread.SPREADS["damage.small_boxes.restored.l1_damage"] == 0.001  # three equal printed values
 
 
-def test_small_run_is_the_tests_tiny_configuration():
-    tiny = {f"{section}.{key}": value for section, values in TINY_OVERRIDES.items() for key, value in values.items()}
-    assert tiny == small_run.SMALL_RUN
+def test_small_run_prints_its_overrides_as_dvc_exp_run_arguments():
     result = run([sys.executable, "-m", "pipeline.review.small_run"], ROOT)
     assert result.stdout.split() == small_run.set_args() and result.stdout.split()[:2] == ["-S", "data.max_train=512"]
