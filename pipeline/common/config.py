@@ -253,10 +253,13 @@ def describe(error: dict) -> str:
     return f"{key}: {expected}, got {value!r}"
 
 
+PARAMS = TypeAdapter(Params)
+
+
 def parse_params(raw) -> Params:
     """Build and validate Params from the already-parsed YAML document."""
     try:
-        return TypeAdapter(Params).validate_python(raw)
+        return PARAMS.validate_python(raw)
     except ValidationError as exc:
         raise ParamsError(describe(exc.errors()[0])) from None
 
