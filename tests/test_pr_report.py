@@ -20,7 +20,7 @@ from PIL import Image
 
 from pipeline.review import pr_report, seed_spread, small_run
 
-BASE_LR = 0.0004
+BASE_LR = 0.0004  # the blind recipe's gan.lr_g, which params.yaml leaves null
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def pr_repo(swept_repo, tmp_path_factory):
     run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(swept_repo / ".dvc/cache")], repo)
     shutil.copy(swept_repo / "mlflow.db", repo / "mlflow.db")
     run([sys.executable, "-m", "dvc", "checkout"], repo)
-    assert yaml.safe_load((repo / "params.yaml").read_text())["gan"]["lr_g"] == BASE_LR
+    assert yaml.safe_load((repo / "params.yaml").read_text())["gan"]["lr_g"] is None
     write_params(repo, {"gan": {"lr_g": 2 * BASE_LR}})
     run([sys.executable, "-m", "dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
@@ -70,7 +70,7 @@ def report_dir(pr_repo, tmp_path_factory):
 
 def test_report_names_the_param_and_each_changed_metric(pr_repo, report_dir):
     markdown = (report_dir / "report.md").read_text()
-    assert rows_after(markdown, "## Params that changed") == [["`gan.lr_g`", "`0.0004`", "`0.0008`"]]
+    assert rows_after(markdown, "## Params that changed") == [["`gan.lr_g`", "-", "`0.0008`"]]  # null: the recipe's
 
     base = flat(json.loads(run(["git", "show", "HEAD~1:results/metrics.json"], pr_repo).stdout))
     head = flat(json.loads((pr_repo / "results/metrics.json").read_text()))
