@@ -352,7 +352,7 @@ def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels
     assert found[lost].mean() > 2 * found[~test_holes].mean()
 
 
-def test_a_damage_threshold_replaces_a_pixel_wholly_or_not_at_all_at_inference_and_trains_soft(batch):
+def test_a_damage_threshold_replaces_a_pixel_wholly_or_not_at_all_at_inference_and_trains_soft(batch, tmp_path):
     masked, holes, _ = batch
     inputs = generator_input(masked)
     generator = build_generator("unet", False, True)
@@ -369,5 +369,9 @@ def test_a_damage_threshold_replaces_a_pixel_wholly_or_not_at_all_at_inference_a
     p, drawn = (x.numpy() for x in parts(inputs))
     np.testing.assert_allclose(generator(inputs).numpy(), p * drawn + (1 - p) * masked, atol=1e-5)  # soft without
     assert with_damage_threshold(generator, 0.0) is generator
+    generator.save(tmp_path / "g.keras")  # evaluate and the served chain threshold the generator train_gan saved,
+    keras.backend.clear_session()  # loaded in a process of their own: operation names counted from scratch
+    loaded = with_damage_threshold(keras.models.load_model(tmp_path / "g.keras"), 0.5)
+    np.testing.assert_array_equal(loaded(inputs).numpy(), restored)
     given_hole = build_generator("unet", True, True)
     assert with_damage_threshold(given_hole, 0.5) is given_hole  # no damage head: nothing to threshold

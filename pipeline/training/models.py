@@ -189,10 +189,13 @@ def with_damage_threshold(generator: keras.Model, threshold: float) -> keras.Mod
     strokes, not fewer: docs/recipes.md). 0, or a generator without a damage head: `generator` itself."""
     if not threshold or not has_layer(generator, DAMAGE):
         return generator
-    image = generator.input[..., :1]
-    hole = ops.cast(generator.get_layer(DAMAGE).output > threshold, "float32")
-    restored = hole * generator.get_layer("restored").output + (1.0 - hole) * image
-    return keras.Model(generator.input, restored, name=generator.name)
+    # The head's map and the drawn image as a model of their own, called on a new input: the composite's
+    # operations then live in the outer model, where their names cannot clash with a loaded generator's.
+    parts = keras.Model(generator.input, [generator.get_layer(DAMAGE).output, generator.get_layer("restored").output])
+    inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
+    probability, drawn = parts(inputs)
+    hole = ops.cast(probability > threshold, "float32")
+    return keras.Model(inputs, hole * drawn + (1.0 - hole) * inputs[..., :1], name=generator.name)
 
 
 def build_discriminator(kind: str, class_head: bool = False) -> keras.Model:
