@@ -3,7 +3,7 @@
     DIGIT_RESTORE_MIRROR=../shared/datasets python benchmarks/chapter_classifier.py \
         [--chapter-seeds 0 1 2] [--score GENERATOR.keras ...]
 
-The judge (pipeline/train_classifier.py `build_classifier`) is the chapter's CNN with a single Dropout(0.2),
+The judge (pipeline/training/classifier.py `build_classifier`) is the chapter's CNN with a single Dropout(0.2),
 after its third conv. The chapter's `train_mnist` has one after each of its three convs. The chapter's
 published figures (74.9-75.13% of its damaged test digits, 87.82% of its restorations) were read by that
 network, so a reproduction read by the judge is read by another model. This script trains the published network
@@ -22,17 +22,18 @@ from pathlib import Path
 
 import keras
 from keras import layers
-from restoration import CACHE, RECIPES, params_with_overrides, trained_readers, training_split
+from restoration import CACHE, params_with_overrides, recipe_params, trained_readers, training_split
 
-from pipeline.common.config import IMAGE_SIDE, NUM_CLASSES
-from pipeline.download import fetch_dataset
+from pipeline.common.image import IMAGE_SIDE, NUM_CLASSES
 from pipeline.images.datasets import load_split, to_unit_range
+from pipeline.images.fetch import fetch_dataset
 from pipeline.images.masks import apply_masks, skeletons
 from pipeline.scoring import damage_table
 from pipeline.scoring.inference import read
-from pipeline.train_classifier import train as train_classifier
-from pipeline.train_gan import LossProgress, steps_per_epoch
-from pipeline.train_gan import train as train_gan
+from pipeline.training.batches import steps_per_epoch
+from pipeline.training.classifier import train as train_classifier
+from pipeline.training.progress import LossProgress
+from pipeline.training.trainer import train as train_gan
 
 
 def build_published_classifier() -> keras.Model:
@@ -81,11 +82,11 @@ def main() -> None:
     test_images, test_labels = load_split(raw, "test")
     clean = to_unit_range(test_images)
     generators = {str(path): keras.models.load_model(path) for path in args.score}
-    overrides, classic_only = RECIPES["chapter"]
+    chapter = recipe_params("chapter", [])
     if args.chapter_seeds:
-        data, mask = training_split(params, raw, classic_only)  # one draw of the chapter's box for every seed
+        data, mask = training_split(chapter, raw, True)  # one draw of the chapter's box for every seed
     for seed in args.chapter_seeds:
-        run = dataclasses.replace(params, gan=dataclasses.replace(params.gan, seed=seed, **overrides), mask=mask)
+        run = dataclasses.replace(chapter, gan=dataclasses.replace(chapter.gan, seed=seed), mask=mask)
         steps = steps_per_epoch(run, len(data.clean))
         generators[f"the chapter's recipe, seed {seed}"] = train_gan(run, data, [LossProgress(run.gan.epochs, steps)])[
             0

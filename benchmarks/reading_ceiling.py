@@ -28,9 +28,9 @@ import tensorflow as tf
 from keras import layers
 from restoration import CACHE, params_with_overrides, trained_readers
 
-from pipeline.common.config import IMAGE_SIDE, NUM_CLASSES
-from pipeline.download import fetch_dataset
+from pipeline.common.image import IMAGE_SIDE, NUM_CLASSES
 from pipeline.images.datasets import load_split, to_unit_range
+from pipeline.images.fetch import fetch_dataset
 from pipeline.images.masks import apply_masks, family_masks, skeletons
 from pipeline.scoring import damage_table
 from pipeline.scoring import metrics as m

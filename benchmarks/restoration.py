@@ -2,13 +2,13 @@
 
     DIGIT_RESTORE_MIRROR=../shared/datasets python benchmarks/restoration.py \
         [--datasets mnist fashion-mnist] [--recipes blind given_hole chapter] [--seeds 0 1 2] [--epochs N]
-        [--set mask.families.strokes.weight=0 gan.mask_weight=0 ...] [--score GENERATOR.keras ...]
+        [--set mask.families.strokes.weight=0 gan.recon_weight=30 ...] [--score GENERATOR.keras ...]
 
 Uses params.yaml for everything else ("blind" is its gan section as it stands; "given_hole" is told
 where the hole is; "chapter" is the chapter's own training, its loop included (pipeline/training/chapter_loop.py), on the
 chapter's box alone). Trains the
 two readers once per dataset and each recipe once per seed, with the damage of params `mask` (drawn
-anew every epoch where gan.fresh_damage), then scores every family of pipeline/scoring/damage_table.py, as
+anew every iteration by the compiled loop), then scores every family of pipeline/scoring/damage_table.py, as
 evaluate does: accuracy by the judge and by the second reader, recovered fraction, L1 in and outside
 the damage, the share of undamaged pixels changed. Prints one markdown table and the worst seed per
 family; full size by default: this is a benchmark, not a test. `--score` scores saved generators (e.g. another
@@ -26,15 +26,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.common.config import (
-    CHAPTER_RECIPE,
-    DATASETS,
-    GIVEN_HOLE_RECIPE,
-    parse_params,
-    set_override,
-)
-from pipeline.download import fetch_dataset
+from pipeline.common.config import DATASETS, parse_params
+from pipeline.common.param_keys import set_override
 from pipeline.images.datasets import load_split, to_unit_range
+from pipeline.images.fetch import fetch_dataset
 from pipeline.images.masks import (
     MaskedSplit,
     apply_masks,
@@ -43,15 +38,16 @@ from pipeline.images.masks import (
     split_rng,
 )
 from pipeline.scoring import damage_table
-from pipeline.train_classifier import build_classifier, build_second_reader
-from pipeline.train_classifier import train as train_classifier
-from pipeline.train_gan import LossProgress, steps_per_epoch
-from pipeline.train_gan import train as train_gan
+from pipeline.training.batches import steps_per_epoch
+from pipeline.training.classifier import build_classifier, build_second_reader
+from pipeline.training.classifier import train as train_classifier
+from pipeline.training.progress import LossProgress
+from pipeline.training.recipes import RECIPES
+from pipeline.training.trainer import train as train_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".data"
-# (gan overrides, only the chapter's box in training)
-RECIPES = {"blind": ({}, False), "given_hole": (GIVEN_HOLE_RECIPE, False), "chapter": (CHAPTER_RECIPE, True)}
+CHAPTER_BOX_ONLY = {"chapter"}  # the recipes trained on the chapter's box alone, as the chapter was
 COLUMNS = [
     "dataset",
     "restorer",
@@ -75,6 +71,11 @@ def params_with_overrides(overrides: list[str]):
         key, _, value = override.partition("=")
         set_override(raw, key, yaml.safe_load(value))
     return parse_params(raw)
+
+
+def recipe_params(recipe: str, overrides: list[str]):
+    """params.yaml with gan.recipe `recipe`, then `overrides`."""
+    return params_with_overrides([f"gan.recipe={recipe}", *overrides])
 
 
 def training_split(params, raw: Path, classic_only: bool) -> MaskedSplit:
@@ -163,7 +164,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    base = params_with_overrides(args.set)
+    base = params_with_overrides(args.set)  # a bad override fails here, before any training
     rows = []
     for dataset in args.datasets:
         raw_dir = CACHE / dataset
@@ -195,12 +196,12 @@ def main() -> None:
                 rows += rows_of(dataset, str(path), "-", damage, None)
             continue
         for recipe in args.recipes:
-            overrides, classic_only = RECIPES[recipe]
-            data, mask = training_split(params, raw_dir, classic_only)
+            params = recipe_params(recipe, [f"data.dataset={dataset}", *args.set])
+            data, mask = training_split(params, raw_dir, recipe in CHAPTER_BOX_ONLY)
             for seed in args.seeds:
-                gan_params = dataclasses.replace(params.gan, seed=seed, **overrides)
-                if args.epochs:
-                    gan_params = dataclasses.replace(gan_params, epochs=args.epochs)
+                gan_params = dataclasses.replace(
+                    params.gan, seed=seed, **({"epochs": args.epochs} if args.epochs else {})
+                )
                 run_params = dataclasses.replace(params, gan=gan_params, mask=mask)
                 steps = steps_per_epoch(run_params, len(data.clean))
                 gan, seconds = train_gan(run_params, data, [LossProgress(gan_params.epochs, steps)])

@@ -28,14 +28,17 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 
-from pipeline.common.config import CHAPTER_RECIPE, load_params
+from pipeline.common.config import load_params, parse_params
+from pipeline.common.param_keys import set_override
 from pipeline.images.masks import MaskedSplit
 from pipeline.scoring.inference import forward
-from pipeline.train_gan import build_gan
 from pipeline.training import chapter_loop as chapter_loop_module
 from pipeline.training.models import build_discriminator
 from pipeline.training.precision import resolve as resolve_precision
+from pipeline.training.recipes import RECIPES
+from pipeline.training.trainer import build_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 128
@@ -126,13 +129,13 @@ def chapter_loop(gan_params, batches, iterations, warmup) -> tuple[float, keras.
     draws = chapter_loop_module.epoch_batches(len(clean), BATCH, iterations + warmup, seed=0, epoch=0)
 
     def step(i):
-        chapter_loop_module.iteration(gan, data, draws[i], gan_params.real_label)
+        chapter_loop_module.iteration(gan, data, draws[i])
 
     return median_seconds(step, iterations, warmup), gan.generator
 
 
 def project_step(gan_params, batches, iterations, warmup, jit_compile=False) -> tuple[float, keras.Model]:
-    gan = build_gan(gan_params, iterations + warmup)
+    gan = build_gan(gan_params)
     compiled = tf.function(gan.train_step, jit_compile=jit_compile)
     tensors = [
         (tf.constant(x), (tf.constant(y), tf.constant(labels), tf.constant(x[..., 1]))) for x, y, labels in batches
@@ -208,8 +211,11 @@ def main() -> None:
     keras.utils.set_random_seed(0)
 
     default = load_params(ROOT / "params.yaml").gan
-    # The chapter's networks, losses and batch in the compiled step: the same work as the chapter's loop, timed both ways.
-    classic = dataclasses.replace(default, **(CHAPTER_RECIPE | {"loop": "compiled"}))
+    # The chapter's networks, losses and batch in the compiled step (build_gan builds a recipe's networks for the
+    # compiled step whatever its loop): the same work as the chapter's loop, timed both ways.
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    set_override(raw, "gan.recipe", "chapter")
+    classic = parse_params(raw).gan
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(8):
@@ -241,7 +247,8 @@ def main() -> None:
         seconds, generator = run(gan_params, batches, args.iterations, args.warmup, **xla)
         baseline = baseline or seconds
         g = forward_flops(generator)
-        discriminator = build_discriminator(gan_params.discriminator, class_head=gan_params.class_weight > 0)
+        recipe_networks = RECIPES[gan_params.recipe]
+        discriminator = build_discriminator(recipe_networks.discriminator, class_head=recipe_networks.class_weight > 0)
         d = forward_flops(discriminator)
         # Per image: (a) G forward in predict, D trained on real+fake (3x forward each), stacked G+D trained
         # (3x G, 3x D); (b) one G forward+backward (3x) and D forward+backward on real and fake (3x, 2 images).

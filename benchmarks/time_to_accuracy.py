@@ -38,26 +38,27 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from restoration import (  # noqa: E402
     CACHE,
+    CHAPTER_BOX_ONLY,
     ROOT,
     params_with_overrides,
+    recipe_params,
     trained_readers,
     training_split,
 )
 
-from pipeline.common.config import CHAPTER_RECIPE  # noqa: E402
 from pipeline.common.tracking import tracking_uri  # noqa: E402
-from pipeline.download import fetch_dataset  # noqa: E402
 from pipeline.images.datasets import load_split, to_unit_range  # noqa: E402
+from pipeline.images.fetch import fetch_dataset  # noqa: E402
 from pipeline.images.masks import apply_masks, skeletons  # noqa: E402
 from pipeline.scoring import classical, damage_table  # noqa: E402
 from pipeline.scoring import metrics as m  # noqa: E402
 from pipeline.scoring.inference import read  # noqa: E402
-from pipeline.train_gan import steps_per_epoch  # noqa: E402
-from pipeline.train_gan import train as train_gan  # noqa: E402
+from pipeline.training.batches import steps_per_epoch  # noqa: E402
+from pipeline.training.trainer import train as train_gan  # noqa: E402
 
 CHAPTER_ACCURACY = 0.8782  # the chapter's published accuracy on its restored MNIST test images
 RECOVERED_TARGET = 0.95
-RECIPES = {"chapter": (CHAPTER_RECIPE, True), "default": ({}, False)}  # (gan overrides, the chapter's box alone)
+RECIPES = {"chapter": "chapter", "default": "blind"}  # the racers' names -> their gan.recipe
 
 
 @dataclasses.dataclass
@@ -74,7 +75,7 @@ class HeldOut:
 @contextlib.contextmanager
 def scored_generator(model):
     """The generator a stop now would save: a compiled GAN whose optimizer averages G's weights (gan.ema) gets the
-    averages for the duration, as train_gan.train puts them in at the end (Keras keeps them, in the order of the
+    averages for the duration, as training/trainer.train puts them in at the end (Keras keeps them, in the order of the
     variables it was built on, in `_model_variables_moving_average`: it has no public getter); the chapter's as is."""
     generator, optimizer = model.generator, model.g_optimizer
     if not optimizer.use_ema:
@@ -214,13 +215,8 @@ def ratio(chapter: float | None, chapter_seconds: float, ours: float | None) -> 
 
 def contenders(args) -> dict:
     """Each recipe's params and whether it trains on the chapter's box alone, in the order they race."""
-    params = params_with_overrides(args.set)
     chosen = {
-        recipe: (
-            dataclasses.replace(params, gan=dataclasses.replace(params.gan, **RECIPES[recipe][0])),
-            RECIPES[recipe][1],
-        )
-        for recipe in args.recipes
+        name: (recipe_params(RECIPES[name], args.set), RECIPES[name] in CHAPTER_BOX_ONLY) for name in args.recipes
     }
     for name, *overrides in args.variant:
         if name in chosen:
@@ -234,9 +230,9 @@ def contenders(args) -> dict:
 def measure(racers: dict, every: int, raw_dir: Path, held_out: HeldOut, judge) -> dict:
     """Train each of `racers` (from `contenders`) with the clock on; its records per recipe."""
     runs = {}
-    for recipe, (recipe_params, chapter_box) in racers.items():
-        data, mask = training_split(recipe_params, raw_dir, chapter_box)
-        run_params = dataclasses.replace(recipe_params, mask=mask)
+    for recipe, (racer_params, chapter_box) in racers.items():
+        data, mask = training_split(racer_params, raw_dir, chapter_box)
+        run_params = dataclasses.replace(racer_params, mask=mask)
         steps = steps_per_epoch(run_params, len(data.clean))
         clock = AccuracyClock(held_out, judge, every, steps * run_params.gan.epochs)
         train_gan(run_params, data, [clock])

@@ -8,7 +8,6 @@ family x restorer (pipeline/scoring/damage_table.py) scores every family on draw
 
 from __future__ import annotations
 
-import csv
 import sys
 
 import keras
@@ -16,17 +15,17 @@ import mlflow
 import numpy as np
 
 from pipeline.common import paths, tracking
-from pipeline.common.atomic import atomic_path, save_json
+from pipeline.common.atomic import save_csv, save_json
 from pipeline.common.cli import run_stage
 from pipeline.common.config import Params
 from pipeline.images import figures
 from pipeline.images.masks import apply_masks
-from pipeline.mask import load_masked_split
+from pipeline.images.splits import load_masked_split
 from pipeline.scoring import classical, damage_table
 from pipeline.scoring import metrics as m
-from pipeline.scoring.inference import read
+from pipeline.scoring.inference import generator_reading, read
 from pipeline.serving import registry
-from pipeline.training.models import DIGIT_READING, generator_input, has_layer, is_blind
+from pipeline.training.models import is_blind, with_damage_threshold
 
 VARIANTS = ("clean", "masked", "restored")
 GRID_FAMILY_IMAGES = 8  # test images per family in results/damage_grid.png
@@ -36,16 +35,6 @@ def restorations(generator, masked, holes) -> dict:
     """The generator's restoration ("restored") and each classical method's, of the same masked images."""
     restored = {"restored": damage_table.restore(generator, masked, holes)}
     return restored | {name: classical.inpaint(masked, holes, name) for name in classical.METHODS}
-
-
-def generator_reading(generator, masked, holes):
-    """The digit the generator itself read in each masked image (gan.reader_weight > 0), or None if it has no
-    reader. Beside the judge's reading of the restoration it splits what is left: digits the generator
-    misread, and digits it read right but drew so that the judge reads them otherwise."""
-    if not has_layer(generator, DIGIT_READING):
-        return None
-    reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
-    return read(reader, generator_input(masked, None if is_blind(generator) else holes))
 
 
 def score(params: Params, images: dict, predicted: dict, labels, holes) -> dict:
@@ -88,20 +77,15 @@ def damage_grid_rows(generator, clean, skeleton, seed: int, fill: float) -> dict
     return rows
 
 
-def write_csv(path, header: list[str], rows: list[list]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 def main(params: Params) -> None:
     test = load_masked_split(params, "test")
     clean, labels, masked, holes = test.clean, test.labels, test.masked, test.holes
     with tracking.stage_run(params, "evaluate", "evaluate") as (client, run_id, parent_id):
         classifier = keras.models.load_model(paths.CLASSIFIER_MODEL)
         readers = {"judge": classifier, "second": keras.models.load_model(paths.SECOND_READER_MODEL)}
-        generator = keras.models.load_model(paths.GENERATOR_MODEL)
+        generator = with_damage_threshold(
+            keras.models.load_model(paths.GENERATOR_MODEL), params.evaluate.damage_threshold
+        )
         variants = {"clean": clean, "masked": masked, **restorations(generator, masked, holes)}
         predicted = {v: read(classifier, x) for v, x in variants.items()}
         result = score(params, variants, predicted, labels, holes)
@@ -116,7 +100,7 @@ def main(params: Params) -> None:
             result["generator_reading_accuracy"] = m.accuracy(reading, labels)
 
         save_json(paths.METRICS, result)
-        write_csv(
+        save_csv(
             paths.PER_CLASS,
             ["class", *VARIANTS],
             [[c, *(f"{row[v]:.4f}" for v in VARIANTS)] for c, row in result["per_class"].items()],
@@ -124,8 +108,8 @@ def main(params: Params) -> None:
         # One row per test image: what it is and what the classifier read in each variant. DVC draws the confusion
         # matrix of the restored images from it; which digits the restorer turns into which is the error budget.
         readings = [[digit, *(predicted[v][i] for v in VARIANTS)] for i, digit in enumerate(labels)]
-        write_csv(paths.READINGS, ["digit", *VARIANTS], readings)
-        write_csv(paths.DAMAGE_TABLE, *damage_table.csv_rows(result["damage"]))
+        save_csv(paths.READINGS, ["digit", *VARIANTS], readings)
+        save_csv(paths.DAMAGE_TABLE, *damage_table.csv_rows(result["damage"]))
         n = params.evaluate.grid_digits
         figures.save_figure(
             figures.labelled_grid(variants["restored"][:n], labels[:n], predicted["restored"][:n]), paths.RESTORED_GRID
@@ -176,4 +160,4 @@ def main(params: Params) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage(main))
+    sys.exit(run_stage(main, "evaluate"))

@@ -18,15 +18,16 @@ import yaml
 from filelock import FileLock
 from tracking_server import mlflow_server
 
+from pipeline.review.small_run import SMALL_RUN
+
 ROOT = Path(__file__).resolve().parents[1]
 
-# Small enough for CI on 2 cores, big enough for every stage to do real work.
-TINY_OVERRIDES = {
-    "data": {"max_train": 512, "max_test": 256},
-    "classifier": {"epochs": 1},
-    "gan": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 64},
-    "evaluate": {"grid_digits": 8},
-}
+# CI's small run (pipeline/review/small_run.py) as params.yaml sections: small enough for CI on 2 cores, big enough
+# for every stage to do real work.
+TINY_OVERRIDES = {}
+for _key, _value in SMALL_RUN.items():
+    _section, _name = _key.split(".")
+    TINY_OVERRIDES.setdefault(_section, {})[_name] = _value
 
 
 # The shared repositories: each built once per session (build_once), whatever the number of workers.

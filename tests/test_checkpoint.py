@@ -11,8 +11,9 @@ from conftest import ROOT, random_masked_batch
 
 from pipeline.common.config import load_params
 from pipeline.images.masks import MaskedSplit
-from pipeline.train_gan import epoch_order, training_fingerprint
 from pipeline.training import checkpoint
+from pipeline.training.batches import epoch_order
+from pipeline.training.trainer import training_fingerprint
 
 
 def split(masked, holes, clean) -> MaskedSplit:

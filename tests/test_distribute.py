@@ -18,7 +18,10 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from pipeline.common.config import load_params
 from pipeline.images.masks import MaskedSplit
 from pipeline.images.masks import skeletons
-from pipeline.train_gan import LOSS_NAMES, build_gan, training_batches
+from pipeline.training.batches import training_batches
+from pipeline.training.gan import LOSS_NAMES
+from pipeline.training.recipes import RECIPES
+from pipeline.training.trainer import build_gan
 
 params = load_params("params.yaml")
 rng = np.random.default_rng(0)
@@ -32,7 +35,7 @@ data = MaskedSplit(clean, labels, masked, holes, skeletons(np.rint((clean[..., 0
 def one_step(strategy):
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        gan = build_gan(params.gan, total_steps=1)
+        gan = build_gan(params.gan)
     before = [w.numpy().copy() for w in gan.generator.trainable_weights]
     logs = gan.fit(training_batches(data, params, steps=1, epochs=range(1)), epochs=1, steps_per_epoch=1,
                    verbose=0).history
@@ -43,8 +46,8 @@ def one_step(strategy):
 devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 print(json.dumps({"mirrored": one_step(tf.distribute.MirroredStrategy(devices)),
                   "single": one_step(tf.distribute.get_strategy()),
-                  "weights": {"recon": params.gan.recon_weight, "class": params.gan.class_weight,
-                              "reader": params.gan.reader_weight, "mask": params.gan.mask_weight}}))
+                  "weights": {"recon": params.gan.recon_weight, "class": RECIPES["blind"].class_weight,
+                              "reader": RECIPES["blind"].reader_weight, "mask": RECIPES["blind"].mask_weight}}))
 """
 
 

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from pipeline.download import DownloadError, download_file
+from pipeline.images.fetch import DownloadError, download_file
 
 PAYLOAD = b"\x00\x00\x08\x01\x00\x00\x00\x03\x01\x02\x03"
 GOOD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -36,4 +36,4 @@ def test_phone_number_success():
 
 def test_flatten_metrics_keeps_numbers_only():
     nested = {"accuracy": {"clean": 0.9}, "recovered_fraction": None, "per_class": {"3": {"masked": 0.5}}, "n": 4}
-    assert metrics.flatten_metrics(nested) == {"accuracy_clean": 0.9, "per_class_3_masked": 0.5, "n": 4.0}
+    assert metrics.flatten_metrics(nested) == {"accuracy.clean": 0.9, "per_class.3.masked": 0.5, "n": 4.0}

@@ -150,7 +150,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def test_run_page_shows_the_accuracy_metrics(browser, store):
     parent = store.parents[0]
-    keys = ["accuracy_clean", "accuracy_masked", "accuracy_restored"]
+    keys = ["accuracy.clean", "accuracy.masked", "accuracy.restored"]
 
     def metric_cells(driver) -> dict[str, str] | None:
         cells = {
@@ -247,9 +247,9 @@ def test_compare_view_shows_both_runs(browser, store):
     assert "Comparing 2 Runs from 1 Experiment" in browser.find_element(By.TAG_NAME, "h2").text
 
     # As a user would: plot restored accuracy against stroke width, both runs on the parallel coordinates.
-    plot_metric(browser, "accuracy_restored")
-    restored = [run.data.metrics["accuracy_restored"] for run in store.parents]
-    expected = {"mask.families.strokes.width", "accuracy_restored", f"{max(restored):.5f}", f"{min(restored):.5f}"}
+    plot_metric(browser, "accuracy.restored")
+    restored = [run.data.metrics["accuracy.restored"] for run in store.parents]
+    expected = {"mask.families.strokes.width", "accuracy.restored", f"{max(restored):.5f}", f"{min(restored):.5f}"}
 
     def axis_labels(driver) -> set[str] | None:
         labels = {label.text for label in driver.find_elements(By.CSS_SELECTOR, ".parcoords text")}

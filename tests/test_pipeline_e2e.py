@@ -127,10 +127,10 @@ def test_mlflow_holds_parent_and_stage_runs(tiny_repo):
     assert parent.data.params["mask.families.strokes.width"] == "3"
     assert parent.data.tags["dataset"] == "mnist"
     assert re.fullmatch(r"[0-9a-f]{40}", parent.data.tags["git_commit"])
-    assert 0 <= parent.data.metrics["accuracy_restored"] <= 1
+    assert 0 <= parent.data.metrics["accuracy.restored"] <= 1
     assert (
         "recovered_fraction" in parent.data.metrics
-        or parent.data.metrics["accuracy_clean"] <= parent.data.metrics["accuracy_masked"]
+        or parent.data.metrics["accuracy.clean"] <= parent.data.metrics["accuracy.masked"]
     )
 
     children = runs(tiny_repo, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -150,7 +150,7 @@ def test_mlflow_holds_parent_and_stage_runs(tiny_repo):
     assert {"losses.png", "losses.csv"} <= top  # the generator itself is a logged model (tests/test_registry.py)
     evaluated = {a.path for a in client.list_artifacts(by_stage["evaluate"].info.run_id)}
     assert {"restored_grid.png", "metrics.json", "damage.csv", "damage.png", "damage_grid.png"} <= evaluated
-    assert "damage_classic_restored_accuracy_second" in by_stage["evaluate"].data.metrics
+    assert "damage.classic.restored.accuracy_second" in by_stage["evaluate"].data.metrics
     assert (tiny_repo / "mlartifacts").is_dir()
 
 
@@ -190,6 +190,6 @@ def test_dvc_exp_run_temp_lands_in_the_same_store(tiny_repo_copy):
     parents = runs(tiny_repo_copy, f"{PARENTS} and tags.dvc_exp_name = 'thin-strokes'")
     assert len(parents) == 1
     assert parents[0].data.params["mask.families.strokes.width"] == "2"
-    assert "accuracy_restored" in parents[0].data.metrics
+    assert "accuracy.restored" in parents[0].data.metrics
     shown = run([sys.executable, "-m", "dvc", "exp", "show", "--json"], tiny_repo_copy).stdout
     assert "thin-strokes" in shown

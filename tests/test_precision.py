@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from pipeline.common.config import load_params
-from pipeline.train_gan import build_gan
 from pipeline.training import precision
+from pipeline.training.trainer import build_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_ONLY = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="with a GPU, auto reads the GPU")
@@ -41,9 +41,9 @@ def test_the_default_params_build_the_gan_in_what_this_cpu_computes_fast():
     g = load_params(ROOT / "params.yaml").gan
     assert g.precision == "auto"
     has_units = bool(precision.BFLOAT16_CPU_FLAGS & precision.cpu_flags())
-    first_conv = next(layer for layer in build_gan(g, 10).generator.layers if isinstance(layer, keras.layers.Conv2D))
+    first_conv = next(layer for layer in build_gan(g).generator.layers if isinstance(layer, keras.layers.Conv2D))
     assert first_conv.compute_dtype == ("bfloat16" if has_units else "float32")
     assert first_conv.kernel.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"
-    built = build_gan(dataclasses.replace(g, precision="mixed_bfloat16"), 10).generator
+    built = build_gan(dataclasses.replace(g, precision="mixed_bfloat16")).generator
     assert next(layer for layer in built.layers if isinstance(layer, keras.layers.Conv2D)).compute_dtype == "bfloat16"

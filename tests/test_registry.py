@@ -87,7 +87,7 @@ def test_the_pipeline_registers_its_models(tiny_repo, tiny_store):
     chain_model = client.get_logged_model(chain_info.model_id)  # evaluate's, linked as they are logged
     chain_metrics = {m.key: m.value for m in chain_model.metrics}
     assert (
-        chain_metrics["accuracy_restored"]
+        chain_metrics["accuracy.restored"]
         == json.loads((tiny_repo / "results/metrics.json").read_text())["accuracy"]["restored"]
     )
     assert len(chain_metrics) == len(client.get_run(chain_info.run_id).data.metrics)

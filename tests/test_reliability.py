@@ -37,7 +37,8 @@ from conftest import (
 from mlflow.tracking import MlflowClient
 
 from pipeline.common import paths
-from pipeline.train_gan import LOSS_NAMES
+from pipeline.common.config import load_params
+from pipeline.training.gan import LOSS_NAMES
 
 pytestmark = pytest.mark.slow  # builds or runs a pipeline, or starts a server
 
@@ -191,7 +192,7 @@ def test_two_queued_experiments_run_at_once_into_one_store(repo):
     run(["git", "commit", "-q", "-m", "lock"], repo)
     # Both differ from the committed lr_d, so each experiment really retrains the GAN (DVC skips a stage whose
     # params did not change, and its parent run would then have no GAN metrics).
-    committed = yaml.safe_load((repo / "params.yaml").read_text())["gan"]["lr_d"]
+    committed = load_params(repo / "params.yaml").gan.lr_d  # the recipe's, where params.yaml leaves it null
     names = {"lr-d-low": committed / 4, "lr-d-high": committed * 2}
     for name, lr_d in names.items():
         run(DVC + ["exp", "run", "--queue", "-n", name, "-S", f"gan.lr_d={lr_d}"], repo)
@@ -216,7 +217,7 @@ def test_two_queued_experiments_run_at_once_into_one_store(repo):
             [experiment_id], f"tags.dvc_exp_name = '{name}' and tags.`digit_restore.pipeline_key` != ''"
         )
         assert parent.info.status == "FINISHED" and parent.data.params["gan.lr_d"] == str(lr_d)
-        assert 0 <= parent.data.metrics["accuracy_restored"] <= 1 and "gan_final_g_loss" in parent.data.metrics
+        assert 0 <= parent.data.metrics["accuracy.restored"] <= 1 and "gan_final_g_loss" in parent.data.metrics
         children = {
             c.data.tags["dvc_stage"]: c
             for c in client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")

@@ -133,7 +133,7 @@ def test_a_generator_told_the_hole_refuses_to_run_without_one(tiny_repo, tmp_pat
     cv2.imwrite(str(tmp_path / "digit.png"), test_digits[0][0])
     result = digit_restore(tmp_path / "digit.png", "--project", project, "--out", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 2
-    assert "trained with the hole as an input (gan.mask_channel true)" in result.stderr
+    assert "trained with the hole as an input (gan.recipe given_hole)" in result.stderr
     assert "--box" in result.stderr and not (tmp_path / "out").exists()
     boxed = digit_restore(
         tmp_path / "digit.png", "--project", project, "--box", "10,10,8,8", "--out", tmp_path / "out", cwd=tmp_path

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, run
+from conftest import ROOT, copy_repo, offline_env, run
 
 NOT_DEPS = ("pipeline/common/", "pipeline/serving/")
 
@@ -62,6 +62,34 @@ def test_each_stage_lists_the_code_its_outputs_depend_on(name):
     assert listed == code_deps(Path(f"pipeline/{name}.py"))
 
 
+STAGE_MODULES = {Path(f"pipeline/{name}.py") for name in STAGES}
+
+
+def python_files() -> list[Path]:
+    return sorted(
+        path.relative_to(ROOT)
+        for folder in ("pipeline", "benchmarks", "tests", "docs")
+        for path in (ROOT / folder).rglob("*.py")
+    )
+
+
+def test_no_module_imports_a_stage_module():
+    """Stage modules only run stages: what another stage, a benchmark or a test needs lives in the subpackages,
+    so a change to a stage's own code reruns that stage alone."""
+    importers = {
+        source.as_posix(): sorted(f.as_posix() for f in imported_files(source) & STAGE_MODULES)
+        for source in python_files()
+    }
+    assert {source: stages for source, stages in importers.items() if stages} == {}
+
+
+def test_a_stage_run_before_its_inputs_exist_names_them_and_their_stage(tmp_path):
+    repo = copy_repo(tmp_path)  # a fresh clone: no data/
+    result = run([sys.executable, "-m", "pipeline.mask"], repo, offline_env(), check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: data/raw: missing; run the download stage first (dvc repro download)"
+
+
 # Which stages a one-line change in each module must re-run (on a reproduced repository, `dvc status`).
 EDIT_RERUNS = {
     "pipeline/images/masks.py": {"mask", "train_gan", "evaluate"},
@@ -86,3 +114,13 @@ def test_dvc_reruns_exactly_the_stages_an_edit_reaches(tiny_repo_copy):
         path.write_bytes(original + b"\n# an edit\n")
         assert stale_stages(repo) == stages, module
         path.write_bytes(original)
+
+
+@pytest.mark.slow
+def test_an_inference_setting_reruns_evaluate_alone(tiny_repo_copy):
+    """evaluate.damage_threshold acts at inference only: trying a threshold must not retrain the GAN."""
+    path = tiny_repo_copy / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["evaluate"]["damage_threshold"] = 0.7
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stale_stages(tiny_repo_copy) == {"evaluate"}

@@ -8,13 +8,15 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from conftest import ROOT, random_masked_batch
 
-from pipeline.common.config import CHAPTER_RECIPE, load_params
+from pipeline.common.config import parse_params
+from pipeline.common.param_keys import set_override
 from pipeline.images.masks import MaskedSplit
 from pipeline.scoring.metrics import accuracy
-from pipeline.train_classifier import build_classifier
-from pipeline.train_gan import train
+from pipeline.training.classifier import build_classifier
+from pipeline.training.trainer import train
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from time_to_accuracy import AccuracyClock, HeldOut, scored_generator, seconds_to  # noqa: E402
@@ -60,11 +62,12 @@ class SwapRecordingClock(AccuracyClock):
 @pytest.mark.parametrize("recipe", ["default", "chapter"])
 def test_the_clock_scores_every_n_iterations_on_monotone_training_seconds(tiny, recipe):
     split, judge, held_out = tiny
-    params = load_params(ROOT / "params.yaml")
-    overrides = (CHAPTER_RECIPE if recipe == "chapter" else {"fresh_damage": False}) | dict(
-        epochs=2, steps_per_epoch=3, batch_size=16
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    set_override(raw, "gan.recipe", "blind" if recipe == "default" else recipe)
+    params = parse_params(raw)
+    params = dataclasses.replace(
+        params, gan=dataclasses.replace(params.gan, epochs=2, steps_per_epoch=3, batch_size=16)
     )
-    params = dataclasses.replace(params, gan=dataclasses.replace(params.gan, **overrides))
     clock = SwapRecordingClock(held_out, judge, every=2, total=6)
     gan, _ = train(params, split, [clock])
     iterations, seconds, accuracies, recovered = zip(*clock.records)

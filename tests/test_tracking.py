@@ -11,19 +11,17 @@ from mlflow.tracking import MlflowClient
 from tracking_server import free_port
 
 from pipeline.common import server_access, tracking
-from pipeline.common.config import load_params
-from pipeline.common.errors import PipelineError
+from pipeline.common.cli import run_stage
 
 
-def test_a_tracking_server_that_is_down_fails_in_seconds(monkeypatch):
+def test_a_tracking_server_that_is_down_fails_a_stage_in_seconds(monkeypatch, capsys):
+    """Checked once, by the stages' entry point, before the stage's own code runs."""
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(ROOT)
     started = time.monotonic()
-    with (
-        pytest.raises(PipelineError, match=f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers"),
-        tracking.stage_run(load_params(ROOT / "params.yaml"), "train_gan", "gan"),
-    ):
-        pytest.fail("the stage body must not run")
+    assert run_stage(lambda params: pytest.fail("the stage body must not run")) == 2
+    assert f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers" in capsys.readouterr().err
     assert time.monotonic() - started < server_access.SERVER_TIMEOUT_S + 5
 
 

@@ -6,6 +6,7 @@ truncated file that DVC or MLflow would take for a good one.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -44,6 +45,13 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
 def save_json(path: str | Path, data) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_csv(path: str | Path, header: list[str], rows) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def save_keras(model, path: str | Path) -> None:

@@ -31,8 +31,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.common import paths
-from pipeline.common.config import Params, flatten
-from pipeline.common.server_access import check_server, explain_refusal
+from pipeline.common.config import Params
+from pipeline.common.param_keys import flatten
+from pipeline.common.server_access import explain_refusal
 
 KEY_TAG = "digit_restore.pipeline_key"
 HOST_TAG = "digit_restore.host"
@@ -146,9 +147,9 @@ def _sqlite_creation_lock(uri: str):
 
 
 def open_experiment(name: str) -> tuple[MlflowClient, str]:
-    """A client of the tracking store (checked to answer) and the id of experiment `name`, created if new."""
+    """A client of the tracking store and the id of experiment `name`, created if new. (A stage's entry point,
+    common/cli.run_stage, has checked that the store answers before the stage began.)"""
     uri = tracking_uri()
-    check_server(uri)
     mlflow.set_tracking_uri(uri)
     with _sqlite_creation_lock(uri):
         client = MlflowClient(uri)  # opens (and, if new, creates) the store
@@ -172,8 +173,7 @@ def _parent_run_id(client: MlflowClient, experiment_id: str, params: Params, tag
     found = client.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
     if found:
         return found[0].info.run_id
-    restorer = "given-hole" if params.gan.mask_channel else "blind"
-    name = tags["dvc_exp_name"] or f"{params.data.dataset}-{restorer}-{key[:6]}"
+    name = tags["dvc_exp_name"] or f"{params.data.dataset}-{params.gan.recipe}-{key[:6]}"
     run = client.create_run(experiment_id, run_name=name, tags={**tags, KEY_TAG: key})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in flat.items()])
     client.set_terminated(run.info.run_id, "FINISHED")

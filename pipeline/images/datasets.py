@@ -8,6 +8,7 @@ import numpy as np
 
 from pipeline.images.idx import IdxError, read_idx_gz
 
+SPLITS = ("train", "test")
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
     "train_labels": "train-labels-idx1-ubyte.gz",
@@ -59,3 +60,8 @@ def load_split(raw_dir: str | Path, split: str, limit: int | None = None) -> tup
 def to_unit_range(images: np.ndarray) -> np.ndarray:
     """uint8 0..255 -> float32 [-1, 1] with a channel axis: the scale the models and the tanh generator use."""
     return (images.astype(np.float32)[..., None] / 127.5) - 1.0
+
+
+def split_limit(data, split: str) -> int | None:
+    """How many of `split`'s images params `data` (data.max_train / data.max_test) keeps; None for all."""
+    return data.max_train if split == "train" else data.max_test

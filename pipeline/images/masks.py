@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.morphology import skeletonize
 
-from pipeline.common.config import IMAGE_SIDE, Damage, SquareDamage
+from pipeline.common.config import Damage, SquareDamage
+from pipeline.common.image import IMAGE_SIDE
 
 # Independent streams per purpose, so that e.g. the test damage does not change when the train subset does.
 SPLIT_STREAMS = {"train": 0, "test": 1}
-TRAINING_STREAM = 2  # gan.fresh_damage: the damage of each training batch
+TRAINING_STREAM = 2  # the compiled loop: the damage of each training batch
 EVALUATION_STREAM = 3  # evaluate's fixed families, drawn apart from everything the restorer trained on
 INK_LEVEL = 127  # uint8 pixels above this are ink, for the skeleton
 
@@ -112,7 +113,7 @@ def apply_masks(images: np.ndarray, holes: np.ndarray, fill: float) -> np.ndarra
 
 @dataclass(frozen=True)
 class MaskedSplit:
-    """One split's images with their damage: what the mask stage saves (pipeline/mask.py reads it back) and
+    """One split's images with their damage: what the mask stage saves (pipeline/images/splits.py reads it back) and
     what training and scoring take."""
 
     clean: np.ndarray  # float32 (n, 28, 28, 1) in [-1, 1]

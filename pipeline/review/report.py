@@ -29,9 +29,9 @@ from pipeline.common.config import Params
 from pipeline.common.errors import PipelineError
 from pipeline.images import figures
 
-SETTINGS = ("data.dataset", "gan.mask_channel", "mask.families.strokes.width", "gan.lr_g", "gan.lr_d")
+SETTINGS = ("data.dataset", "gan.recipe", "mask.families.strokes.width", "gan.lr_g", "gan.lr_d")
 MISSING = "-"  # a setting the run's params do not have (e.g. a params.yaml without a strokes family)
-ACCURACIES = ("accuracy_clean", "accuracy_masked", "accuracy_restored")
+ACCURACIES = ("accuracy.clean", "accuracy.masked", "accuracy.restored")
 METRICS = (*ACCURACIES, "recovered_fraction")
 PARENTS = f"tags.`{tracking.KEY_TAG}` != ''"
 TABLE_NAME, FIGURE_NAME = "comparison.md", "comparison.png"
@@ -50,7 +50,7 @@ class Row:
         width = s["mask.families.strokes.width"]
         return (
             s["data.dataset"],
-            s["gan.mask_channel"],
+            s["gan.recipe"],
             -1 if width == MISSING else int(width),
             float(s["gan.lr_g"]),
             float(s["gan.lr_d"]),
@@ -59,9 +59,8 @@ class Row:
 
     def label(self) -> str:
         s = self.settings
-        restorer = "told the hole" if s["gan.mask_channel"] == "True" else "blind"
         return (
-            f"{self.name}\n{s['data.dataset']}, {restorer}, strokes {s['mask.families.strokes.width']}\n"
+            f"{self.name}\n{s['data.dataset']}, {s['gan.recipe']}, strokes {s['mask.families.strokes.width']}\n"
             f"lr_g {s['gan.lr_g']}, lr_d {s['gan.lr_d']}"
         )
 

@@ -2,7 +2,7 @@
 
     dvc exp run $(python -m pipeline.review.small_run)     # prints one `-S key=value` word per line
 
-The tests' tiny configuration (tests/conftest.py TINY_OVERRIDES; a test keeps the two equal): every stage does
+The tests' tiny configuration too (tests/conftest.py builds TINY_OVERRIDES from it): every stage does
 real work, on 512 training and 256 test images with a few GAN iterations, in a few minutes on a hosted runner.
 Its metrics say that the change runs, not how good it is, and cannot be compared with a full run's: the PR report
 (pipeline.review.pr_report) recognises a side run at these values and compares no metrics between it and a full run.

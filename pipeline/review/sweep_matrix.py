@@ -19,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.common.config import ParamsError, parse_params, set_override
+from pipeline.common.config import ParamsError, parse_params
 from pipeline.common.errors import PipelineError
+from pipeline.common.param_keys import set_override
 
 
 def parse_grid(grid: str) -> list[tuple[str, list[str]]]:

@@ -3,7 +3,7 @@
 The families are fixed here, not read from params.yaml: they are the yardstick that runs with other
 params are compared on, and each is drawn from its own stream (masks.EVALUATION_STREAM), apart from
 everything a restorer trained on. Every restoration is read by two readers of different architectures
-(the judge and the second reader, pipeline/train_classifier.py), so no number rests on one model.
+(the judge and the second reader, pipeline/training/classifier.py), so no number rests on one model.
 """
 
 from __future__ import annotations
@@ -17,14 +17,23 @@ from pipeline.scoring import metrics as m
 from pipeline.scoring.inference import forward, read
 from pipeline.training.models import generator_input, is_blind
 
-ANYWHERE = dict(row_min=2, row_max=18, col_min=2, col_max=18)  # over the digit: MNIST's ink lies in rows 4..23
+ANYWHERE = (2, 18)  # corner rows (and columns) over the digit: MNIST's ink lies in rows 4..23
+
+
+def square(side: tuple[int, int], count: tuple[int, int], rows=ANYWHERE, cols=ANYWHERE) -> SquareDamage:
+    """A family of square holes, each (min, max); weight 1, as the table scores each family alone."""
+    return SquareDamage(
+        "square", 1.0, *side, *count, row_min=rows[0], row_max=rows[1], col_min=cols[0], col_max=cols[1]
+    )
+
+
 FAMILIES = {
-    "classic": SquareDamage("square", 1.0, 8, 8, 1, 1, 8, 11, 8, 11),  # the chapter's
-    "boxes": SquareDamage("square", 1.0, 4, 12, 1, 1, **ANYWHERE),  # one box of side 4 to 12 anywhere
-    "small_boxes": SquareDamage("square", 1.0, 4, 6, 2, 3, **ANYWHERE),  # two or three small ones
+    "classic": square(side=(8, 8), count=(1, 1), rows=(8, 11), cols=(8, 11)),  # the chapter's
+    "boxes": square(side=(4, 12), count=(1, 1)),  # one box of side 4 to 12 anywhere
+    "small_boxes": square(side=(4, 6), count=(2, 3)),  # two or three small ones
     # One or two dropped pen segments of ~7 pixels: 36% of a digit's ink on average (the classic box hides 27%;
     # three segments of ~9 pixels hid 52%, erasing many a 1 whole: no longer a dropped piece of stroke).
-    "strokes": StrokeDamage("strokes", 1.0, 1, 2, 6, 3),
+    "strokes": StrokeDamage("strokes", 1.0, count_min=1, count_max=2, length=6, width=3),
 }
 READERS = ("judge", "second")
 CHANGED = 0.1  # a pixel counts as repainted when it moved by more than this, pixel scale [0, 1]

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipeline.training.models import DIGIT_READING, generator_input, has_layer, is_blind
+
 CHUNK = 256
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its compiled inference call
 
@@ -36,3 +38,13 @@ def forward(model: keras.Model, images: np.ndarray) -> np.ndarray:
 def read(classifier: keras.Model, images: np.ndarray) -> np.ndarray:
     """The digit (class) a classifier reads in each image."""
     return forward(classifier, images).argmax(axis=1)
+
+
+def generator_reading(generator, masked, holes):
+    """The digit the generator itself read in each masked image (a recipe with a digit reader), or None if it has no
+    reader. Beside the judge's reading of the restoration it splits what is left: digits the generator
+    misread, and digits it read right but drew so that the judge reads them otherwise."""
+    if not has_layer(generator, DIGIT_READING):
+        return None
+    reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
+    return read(reader, generator_input(masked, None if is_blind(generator) else holes))

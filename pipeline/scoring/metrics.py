@@ -42,12 +42,13 @@ def phone_number_success(digit_accuracy: float, digits: int) -> float:
 
 
 def flatten_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
-    """Nested metrics.json -> `a_b_c` keys for MLflow, skipping values that are not numbers."""
+    """Nested metrics.json -> `a.b.c` keys for MLflow, skipping values that are not numbers: the names
+    `dvc metrics show` and the PR report give the same metrics."""
     flat = {}
     for key, value in metrics.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(flatten_metrics(value, f"{name}_"))
+            flat.update(flatten_metrics(value, f"{name}."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[name] = float(value)
     return flat

@@ -27,7 +27,7 @@ from pipeline.images.masks import apply_masks
 from pipeline.scoring.inference import forward
 from pipeline.serving.chain_input import BadRequest, checked_batch
 from pipeline.serving.picture import checked_digits, picture_answer, picture_frames
-from pipeline.training.models import generator_input, is_blind
+from pipeline.training.models import generator_input, is_blind, with_damage_threshold
 
 NO_FILL_VALUE = -1  # the `fill_value` param's default: no detection rule, the mask alone says what is missing
 CHANGED = 25  # of 0..255: a pixel the restoration moved further than this counts as damage found (`damage`)
@@ -78,7 +78,8 @@ def restore_and_read(
 
 
 class RestoreAndRead(mlflow.pyfunc.PythonModel):
-    """The chain as a pyfunc: artifacts `generator` and `classifier` (.keras files), model_config `train_fill`."""
+    """The chain as a pyfunc: artifacts `generator` and `classifier` (.keras files), model_config `train_fill` and
+    `damage_threshold`."""
 
     # MLflow (3.17) warns on every import unless `predict` has type hints it can turn into a schema, and
     # a dict of named tensors has none; pipeline/serving/chain_input.py checks the input instead. This is the
@@ -88,7 +89,8 @@ class RestoreAndRead(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         import keras
 
-        self.generator = keras.models.load_model(context.artifacts["generator"])
+        threshold = float(context.model_config.get("damage_threshold", 0.0))  # evaluate.damage_threshold
+        self.generator = with_damage_threshold(keras.models.load_model(context.artifacts["generator"]), threshold)
         self.classifier = keras.models.load_model(context.artifacts["classifier"])
         self.train_fill = float(context.model_config["train_fill"])
         # Trace the compiled calls now, not in the first requests: a second batch size makes TensorFlow trace

@@ -36,7 +36,7 @@ from pipeline.common import paths
 from pipeline.common.config import Params
 from pipeline.serving.chain import NO_FILL_VALUE, RestoreAndRead, restore_and_read
 from pipeline.serving.picture import ANY_COUNT
-from pipeline.training.models import generator_input, is_blind
+from pipeline.training.models import generator_input, is_blind, with_damage_threshold
 
 CHAMPION = "champion"
 FILE_TAG = "file_sha256"
@@ -127,10 +127,14 @@ def chain_takes_mask(chain) -> bool:
     return not is_blind(chain.unwrap_python_model().generator)
 
 
-def log_chain(generator_path, classifier_path, train_fill: float, dataset: str, images, masks):
+def log_chain(
+    generator_path, classifier_path, train_fill: float, dataset: str, images, masks, damage_threshold: float = 0.0
+):
     """Log and register the restore-and-read pyfunc built from the two .keras files; return its ModelVersion.
-    The chain of a blind generator takes `image` alone (a mask sent is ignored)."""
+    The chain of a blind generator takes `image` alone (a mask sent is ignored). `damage_threshold`: the
+    generator's composite at inference (evaluate.damage_threshold, models.with_damage_threshold)."""
     generator, classifier = (keras.models.load_model(p) for p in (generator_path, classifier_path))
+    generator = with_damage_threshold(generator, damage_threshold)
     example = {"image": images} if is_blind(generator) else {"image": images, "mask": masks}
     output = restore_and_read(generator, classifier, train_fill, images, example.get("mask"))
     name = model_name("", dataset)
@@ -138,7 +142,7 @@ def log_chain(generator_path, classifier_path, train_fill: float, dataset: str, 
         name="restore_and_read",
         python_model=RestoreAndRead(),
         artifacts={"generator": str(generator_path), "classifier": str(classifier_path)},
-        model_config={"train_fill": train_fill},
+        model_config={"train_fill": train_fill, "damage_threshold": damage_threshold},
         code_paths=[str(Path(__file__).parents[1])],  # the whole pipeline package
         signature=chain_signature(example, output),
         input_example=example,
@@ -208,6 +212,7 @@ def record_evaluation(params: Params, result: dict, clean, masked, holes) -> tup
         dataset,
         np.rint((clean[:2, ..., 0] + 1.0) * 127.5).astype(np.uint8),
         holes[:2].astype(np.uint8),
+        params.evaluate.damage_threshold,
     )
     tags = {
         "evaluate_run_id": mlflow.active_run().info.run_id,

@@ -9,7 +9,7 @@
 Each image is put into MNIST's 28x28 frame (pipeline/serving/preprocess.py), its damage restored by the
 generator and the result read by the classifier (pipeline/serving/chain.py). A blind generator (the default
 recipe) needs no hole: it finds what is missing; --box / --mask / --fill-value say where pixels are
-known to be missing, and a generator trained with the hole as input (gan.mask_channel) needs one.
+known to be missing, and a generator trained with the hole as input (gan.recipe given_hole) needs one.
 Written to --out: one restored PNG per input (28x28; 28x280 for a phone number), with --show-damage
 a `<name>_damage.png` beside it (white: the pixels it found damaged and filled), and predictions.csv,
 one row per input.
@@ -21,14 +21,13 @@ project's mlflow.db). Every input is read and checked before any model is loaded
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pipeline.common.atomic import atomic_path
+from pipeline.common.atomic import atomic_path, save_csv
 from pipeline.common.errors import PipelineError
 from pipeline.serving import preprocess
 
@@ -147,21 +146,22 @@ def load_reader(args):
             f"{', '.join(missing)}: not found; run the pipeline (dvc repro) in {project.resolve()}, "
             "pass --project, or use a registered model with --model models:/digit-restore-mnist@champion"
         )
-    train_fill = load_params(project / "params.yaml").mask.fill
+    params = load_params(project / "params.yaml")
     import keras
 
     from pipeline.serving.chain import restore_and_read
-    from pipeline.training.models import is_blind
+    from pipeline.training.models import is_blind, with_damage_threshold
 
     generator, classifier = (keras.models.load_model(f) for f in files)
+    generator = with_damage_threshold(generator, params.evaluate.damage_threshold)
 
     def read(images, masks):
         if not is_blind(generator) and not masks.any():
             raise PipelineError(
-                f"{files[0]} was trained with the hole as an input (gan.mask_channel true) and cannot find damage "
+                f"{files[0]} was trained with the hole as an input (gan.recipe given_hole) and cannot find damage "
                 "itself; give --box, --mask or --fill-value, or train the default blind restorer"
             )
-        return restore_and_read(generator, classifier, train_fill, images, masks)
+        return restore_and_read(generator, classifier, params.mask.fill, images, masks)
 
     return read
 
@@ -196,10 +196,7 @@ def write_outputs(files: list[Path], inputs, output: dict, out: Path, show_damag
                 str(png),
             ]
         )
-    with atomic_path(out / CSV_NAME) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "prediction", "confidence", "digit_confidences", "hole_pixels", "restored"])
-        writer.writerows(rows)
+    save_csv(out / CSV_NAME, ["file", "prediction", "confidence", "digit_confidences", "hole_pixels", "restored"], rows)
     return rows
 
 

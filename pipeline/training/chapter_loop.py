@@ -1,10 +1,10 @@
-"""The chapter's training loop as it was published (gan.loop: chapter): three Python-level calls per iteration.
+"""The chapter's training loop as it was published (the recipe `chapter`): three Python-level calls per iteration.
 
 Per iteration, as the chapter's `train()`:
 1. a random batch of masked images through `generator.predict` (BatchNorm in inference mode: its moving
    statistics, Keras 2's, see models.Keras2BatchNormalization);
 2. the discriminator's `train_on_batch` on 2 x batch images: a separate random batch of originals at
-   `real_label` and the generated ones at 0;
+   REAL_LABEL (0.9) and the generated ones at 0;
 3. the stacked generator -> frozen discriminator model's `train_on_batch` on another random batch of masked
    images at label 1.
 The three batches are drawn independently, with replacement (unpaired: D never sees an original beside its own
@@ -36,6 +36,7 @@ from pipeline.training.models import (
     dtype_policy,
     generator_input,
 )
+from pipeline.training.recipes import BETA1, REAL_LABEL
 
 BATCH_STREAM = 4  # the random batches' own stream of gan.seed (masks.py numbers the damage streams 1..3)
 
@@ -54,10 +55,10 @@ class ChapterGAN:
 def build(g: GanParams) -> ChapterGAN:
     """The chapter's generator and discriminator, each compiled with binary cross-entropy and its Adam."""
     with dtype_policy(precision.resolve(g.precision)):
-        generator = build_generator(g.generator, mask_channel=False, composite=False)
-        discriminator = build_discriminator(g.discriminator)
-    d_optimizer = keras.optimizers.Adam(g.lr_d, beta_1=g.beta1)
-    g_optimizer = keras.optimizers.Adam(g.lr_g, beta_1=g.beta1)
+        generator = build_generator("chapter", mask_channel=False, composite=False)
+        discriminator = build_discriminator("chapter")
+    d_optimizer = keras.optimizers.Adam(g.lr_d, beta_1=BETA1)
+    g_optimizer = keras.optimizers.Adam(g.lr_g, beta_1=BETA1)
     discriminator.compile(loss="binary_crossentropy", optimizer=d_optimizer)
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     stacked = keras.Model(inputs, discriminator(generator(inputs)), name="chapter_gan")
@@ -71,7 +72,7 @@ def epoch_batches(n_images: int, batch_size: int, steps: int, seed: int, epoch: 
     return np.random.default_rng([seed, BATCH_STREAM, epoch]).integers(0, n_images, (steps, 3, batch_size))
 
 
-def iteration(gan: ChapterGAN, data: MaskedSplit, indices: np.ndarray, real_label: float) -> dict[str, float]:
+def iteration(gan: ChapterGAN, data: MaskedSplit, indices: np.ndarray) -> dict[str, float]:
     """One iteration of the chapter's loop on the batches `indices` (one row of epoch_batches). Returns the losses
     of LOSS_NAMES: D's and the stacked model's, and the L1 between the predicted batch and its own originals (a
     figure the chapter did not compute, logged so its runs read like the others; no loss uses it)."""
@@ -80,7 +81,7 @@ def iteration(gan: ChapterGAN, data: MaskedSplit, indices: np.ndarray, real_labe
     batch = len(for_d)
     gan.discriminator.trainable = True
     d_loss = gan.discriminator.train_on_batch(
-        np.concatenate([data.clean[real], generated]), np.r_[np.full(batch, real_label), np.zeros(batch)]
+        np.concatenate([data.clean[real], generated]), np.r_[np.full(batch, REAL_LABEL), np.zeros(batch)]
     )
     gan.discriminator.trainable = False
     g_loss = gan.stacked.train_on_batch(generator_input(data.masked[for_g]), np.ones(batch))
@@ -107,7 +108,7 @@ def train(
         for callback in callbacks:
             callback.on_epoch_begin(epoch)
         for step, indices in enumerate(epoch_batches(len(data.clean), g.batch_size, steps, g.seed, epoch)):
-            logs = iteration(gan, data, indices, g.real_label)
+            logs = iteration(gan, data, indices)
             for callback in callbacks:
                 callback.on_train_batch_end(step, logs)
         for callback in callbacks:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from pipeline.common.atomic import load_npz, save_npz
+from pipeline.training.seeding import seed_everything
 
 GROUPS = ("generator", "discriminator", "g_optimizer", "d_optimizer")
 
@@ -81,8 +81,7 @@ def seeded_start(seed: int, build, resume: TrainingState | None):
     restore `resume`'s state into them when given: the start every training loop shares, so that the same params
     give the same bits and a resumed run goes on exactly where the interrupted one stopped. Returns the models
     and the first epoch to train."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    seed_everything(seed)
     gan = build()
     if resume is None:
         return gan, 0

@@ -28,7 +28,6 @@ class RestorationGAN(keras.Model):
         class_weight: float = 0.0,
         reader_weight: float = 0.0,
         mask_weight: float = 0.0,
-        adversarial_warmup: int = 0,
     ):
         super().__init__()
         self.generator = generator
@@ -38,7 +37,6 @@ class RestorationGAN(keras.Model):
         self.class_weight = class_weight
         self.reader_weight = reader_weight
         self.mask_weight = mask_weight
-        self.adversarial_warmup = adversarial_warmup
         # The same generator with the outputs its extra losses read (its digit reading, its damage map) beside
         # the restoration: one forward pass for all of them.
         self.extra_outputs = [
@@ -71,7 +69,7 @@ class RestorationGAN(keras.Model):
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
 
-    def losses_for(self, inputs, clean, labels, holes, training: bool, adversarial=1.0):
+    def losses_for(self, inputs, clean, labels, holes, training: bool):
         """D loss (the chapter's: mean BCE over the real batch at `real_label` and the fake batch at 0),
         G loss (adversarial BCE towards 1, plus `recon_weight` x L1), the L1 term alone, the class term
         and the reader term.
@@ -86,9 +84,7 @@ class RestorationGAN(keras.Model):
         of the true digit in that reading. With `mask_weight` > 0 the blind generator's damage head pays
         `mask_weight` x the binary cross-entropy of its map against the ink that was lost (`holes` where the
         damaged image differs from the clean one): damage that lies on paper changes no pixel, so no reader of
-        the damaged image could find it, and the composite needs to know only where ink is missing.
-        `adversarial` (0 or 1) scales G's adversarial term: train_step holds it at 0 for the first
-        `adversarial_warmup` iterations (gan.adversarial_warmup), so G first learns from the reconstruction alone."""
+        the damaged image could find it, and the composite needs to know only where ink is missing."""
         if self.extra_outputs:
             fake, *extra = self.generator_outputs(inputs, training=training)
         else:
@@ -101,7 +97,7 @@ class RestorationGAN(keras.Model):
             self.bce(ops.full_like(p_real, self.real_label), p_real) + self.bce(ops.zeros_like(p_fake), p_fake)
         )
         l1 = self.mae(clean, fake)
-        g_loss = adversarial * self.bce(ops.ones_like(p_fake), p_fake) + self.recon_weight * l1
+        g_loss = self.bce(ops.ones_like(p_fake), p_fake) + self.recon_weight * l1
         class_loss = ops.zeros_like(l1)
         if self.class_weight:
             classes_real, classes_fake = ops.split(classes, 2, axis=0)
@@ -121,11 +117,9 @@ class RestorationGAN(keras.Model):
 
     def train_step(self, batch):
         inputs, (clean, labels, holes) = batch
-        # The optimizer's own step counter, so a resumed run switches the adversarial term on where an uninterrupted one would.
-        adversarial = ops.cast(self.g_optimizer.iterations >= self.adversarial_warmup, "float32")
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             d_loss, g_loss, l1, class_loss, reader_loss, damage_loss = self.losses_for(
-                inputs, clean, labels, holes, training=True, adversarial=adversarial
+                inputs, clean, labels, holes, training=True
             )
         d_weights = self.discriminator.trainable_weights
         g_weights = self.generator.trainable_weights

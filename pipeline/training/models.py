@@ -1,5 +1,5 @@
-"""The GAN's networks: generators (the chapter's autoencoder, the project's autoencoder or U-Net) and
-discriminators (the chapter's, global or patch)."""
+"""The GAN's networks: generators (the chapter's autoencoder as published, or the project's U-Net) and
+discriminators (the chapter's, or patch)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from pipeline.common.config import CHAPTER_WIDTH, IMAGE_SIDE, NUM_CLASSES
+from pipeline.common.image import IMAGE_SIDE, NUM_CLASSES
 
 IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 GENERATOR_INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 2)
@@ -101,41 +101,16 @@ class Keras2BatchNormalization(layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
-@keras.saving.register_keras_serializable("digit_restore")
-class DamageAtInference(layers.Layer):
-    """The damage head's map as the composite uses it: its probability in training, and at inference 1 where
-    the probability exceeds `threshold`, 0 elsewhere. A pixel the head is unsure of is then left as it came
-    rather than partly repainted. Training stays soft: trained through a hard composite (straight-through
-    gradient, a002269) the restorer changed more undamaged pixels on strokes, not fewer (docs/recipes.md)."""
-
-    def __init__(self, threshold: float, **kwargs):
-        super().__init__(dtype="float32", **{k: v for k, v in kwargs.items() if k != "dtype"})
-        self.threshold = threshold
-
-    def call(self, probability, training=None):
-        return probability if training else ops.cast(probability > self.threshold, "float32")
-
-    def get_config(self):
-        return {**super().get_config(), "threshold": self.threshold}
-
-
 def _conv_bn_relu(x, filters: int):
     x = layers.Conv2D(filters, 3, padding="same")(x)
     x = layers.BatchNormalization()(x)
     return layers.Activation("relu")(x)
 
 
-def _encoder_convs(x, filters: int, depth: int):
-    """`depth` conv-BN-ReLU layers at one of the encoder's pooled resolutions (gan.encoder_depth)."""
-    for _ in range(depth):
-        x = _conv_bn_relu(x, filters)
-    return x
-
-
 def _read_digit(x):
     """The generator reads the digit from its 7x7 bottleneck (dropout, dense 256, softmax over the 10
     classes) and the reading, embedded as 16 more 7x7 channels, joins the bottleneck: the decoder draws
-    the digit it read. Trained on the true digits (gan.reader_weight), this head alone reads ~98% of the
+    the digit it read. Trained on the true digits (the recipe's reader_weight), this head alone reads ~98% of the
     masked MNIST test digits, where the generator without it drew ~97.5% that the judge read right."""
     h = layers.Dropout(0.3)(layers.Flatten()(x))
     h = layers.Dense(256, activation="relu")(h)
@@ -144,25 +119,10 @@ def _read_digit(x):
     return layers.Concatenate()([x, layers.Reshape((BOTTLENECK_SIDE, BOTTLENECK_SIDE, 16))(embedded)])
 
 
-def _autoencoder(x, bottleneck, width: int, depth: int):
-    """The chapter's conv autoencoder: 28 -> 14 -> 7 by average pooling, back up by upsampling; `width` filters at
-    full resolution (the chapter: 32), `depth` convs at 14 and 7 pixels before the bottleneck's (the chapter: 1)."""
-    x = _conv_bn_relu(x, width)
-    x = layers.AveragePooling2D(2)(x)
-    x = _encoder_convs(x, 64, depth)
-    x = layers.AveragePooling2D(2)(x)
-    x = _encoder_convs(x, 128, depth)
-    x = bottleneck(_conv_bn_relu(x, 128))
-    x = layers.UpSampling2D(2)(x)
-    x = _conv_bn_relu(x, 64)
-    x = layers.UpSampling2D(2)(x)
-    return _conv_bn_relu(x, width)
-
-
-def _chapter_autoencoder(x, bottleneck, width: int, depth: int):
-    """The chapter's `img_generator` as it was published: BatchNorm (Keras 2's, see Keras2BatchNormalization) in
-    the encoder only, and no 32-filter layer before the output (so `width` must be the chapter's 32 and `depth` 1:
-    config checks)."""
+def _chapter_autoencoder(x, bottleneck):
+    """The chapter's `img_generator` as it was published: a conv autoencoder, 28 -> 14 -> 7 by average pooling and
+    back up by upsampling, BatchNorm (Keras 2's, see Keras2BatchNormalization) in the encoder only, and no 32-filter
+    layer before the output."""
     for filters in (32, 64):
         x = layers.Conv2D(filters, 3, padding="same")(x)
         x = layers.Activation("relu")(Keras2BatchNormalization()(x))
@@ -174,29 +134,20 @@ def _chapter_autoencoder(x, bottleneck, width: int, depth: int):
     return layers.UpSampling2D(2)(x)
 
 
-def _unet(x, bottleneck, width: int, depth: int):
-    """The same encoder and decoder with skip connections, so the decoder sees the known pixels at full detail.
-    The two full-resolution layers (`width` filters) cost most of the time: a 28x28 map is 4x a 14x14 one.
-    `depth` convs at 14 and at 7 pixels read the digit before the bottleneck's (more of them: a deeper reading
-    at a fraction of a full-resolution layer's cost)."""
-    skip28 = _conv_bn_relu(x, width)
-    skip14 = _encoder_convs(layers.AveragePooling2D(2)(skip28), 64, depth)
-    x = _encoder_convs(layers.AveragePooling2D(2)(skip14), 128, depth)
+def _unet(x, bottleneck):
+    """An encoder and decoder with skip connections, so the decoder sees the known pixels at full detail:
+    conv-BN-ReLU 32 at 28 pixels, 64 at 14, 128 at 7, the bottleneck's 128, then back up, each level joined by its
+    skip. The two full-resolution layers cost most of the time: a 28x28 map is 4x a 14x14 one."""
+    skip28 = _conv_bn_relu(x, 32)
+    skip14 = _conv_bn_relu(layers.AveragePooling2D(2)(skip28), 64)
+    x = _conv_bn_relu(layers.AveragePooling2D(2)(skip14), 128)
     x = bottleneck(_conv_bn_relu(x, 128))
     x = _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip14]), 64)
-    return _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip28]), width)
+    return _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip28]), 32)
 
 
-def build_generator(
-    kind: str,
-    mask_channel: bool,
-    composite: bool,
-    digit_reader: bool = False,
-    width: int = CHAPTER_WIDTH,
-    damage_threshold: float = 0.0,
-    encoder_depth: int = 1,
-) -> keras.Model:
-    """`kind` body ("autoencoder" = the classic, or "unet"), tanh output.
+def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False) -> keras.Model:
+    """`kind` body ("chapter", its autoencoder as published, or "unet"), tanh output.
 
     mask_channel: the body also sees where the hole is; without it the generator is blind (named
     BLIND_PREFIX...): it gets the damaged image only and never reads the hole channel. composite: the output
@@ -204,19 +155,13 @@ def build_generator(
     hole; blind, those of its own damage head (layer DAMAGE, a per-pixel probability read from the last
     features), so that pixels it finds intact pass through as they came (VCNet's road to blind inpainting).
     digit_reader: the decoder draws from the generator's own reading of the digit (layer DIGIT_READING, see
-    `_read_digit`). width: the filters of the full-resolution layers (gan.width). encoder_depth: the convs at each
-    pooled resolution of the encoder (gan.encoder_depth). damage_threshold (blind
-    composite only, gan.damage_threshold): see DamageAtInference; 0 weighs each pixel by the head's probability.
+    `_read_digit`). The composite weighs each pixel by the damage head's probability; `with_damage_threshold`
+    makes it a yes or no at inference.
     """
     inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
     image, hole = inputs[..., :1], inputs[..., 1:]
-    body = {"chapter": _chapter_autoencoder, "autoencoder": _autoencoder, "unet": _unet}[kind]
-    x = body(
-        inputs if mask_channel else image,
-        _read_digit if digit_reader else (lambda bottleneck: bottleneck),
-        width,
-        encoder_depth,
-    )
+    body = {"chapter": _chapter_autoencoder, "unet": _unet}[kind]
+    x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck))
     # Outputs in float32 under any dtype policy: the composite must copy the known pixels bit for bit.
     restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored", dtype="float32")(x)
     if composite and not mask_channel:
@@ -231,17 +176,32 @@ def build_generator(
             dtype="float32",
             bias_initializer=keras.initializers.Constant(INTACT_LOGIT),
         )(x)
-        if damage_threshold:
-            hole = DamageAtInference(damage_threshold)(hole)
     if composite:
         restored = hole * restored + (1.0 - hole) * image
     return keras.Model(inputs, restored, name=f"{'' if mask_channel else BLIND_PREFIX}{kind}_generator")
 
 
+def with_damage_threshold(generator: keras.Model, threshold: float) -> keras.Model:
+    """The trained `generator` for inference with its composite thresholded (evaluate.damage_threshold): a pixel is
+    replaced wholly where the damage head's probability exceeds `threshold` and kept as it came elsewhere, so a
+    pixel the head is unsure of is left alone rather than partly repainted. The same weights, and no retraining:
+    training stays soft (trained through a hard composite, a002269, the restorer changed more undamaged pixels on
+    strokes, not fewer: docs/recipes.md). 0, or a generator without a damage head: `generator` itself."""
+    if not threshold or not has_layer(generator, DAMAGE):
+        return generator
+    # The head's map and the drawn image as a model of their own, called on a new input: the composite's
+    # operations then live in the outer model, where their names cannot clash with a loaded generator's.
+    parts = keras.Model(generator.input, [generator.get_layer(DAMAGE).output, generator.get_layer("restored").output])
+    inputs = keras.Input(GENERATOR_INPUT_SHAPE, name="masked_and_hole")
+    probability, drawn = parts(inputs)
+    hole = ops.cast(probability > threshold, "float32")
+    return keras.Model(inputs, hole * drawn + (1.0 - hole) * inputs[..., :1], name=generator.name)
+
+
 def build_discriminator(kind: str, class_head: bool = False) -> keras.Model:
-    """Three strided convs with LeakyReLU 0.2 and dropout 0.25, then either one probability that the whole image
-    is real ("global") or one per 4x4 grid cell, each seeing a ~15-pixel patch ("patch"). "chapter": the
-    chapter's `img_discriminator` as published (the third conv unstrided, dropout 0.2, one probability).
+    """ "patch": three strided convs with LeakyReLU 0.2 and dropout 0.25, then one probability that the image is real
+    per 4x4 grid cell, each seeing a ~15-pixel patch. "chapter": the chapter's `img_discriminator` as published (the
+    third conv unstrided, dropout 0.2, one probability for the whole image).
 
     class_head: a second output, the probabilities of the 10 classes, read from the same features
     (as in AC-GAN), so that the generator can be told which class its restoration reads as."""
