@@ -36,6 +36,9 @@ SHARED_REPOS = ("baseline_repo", "swept_repo", "team_repo", "tiny_repo")
 SLOW_FIXTURES = (*SHARED_REPOS, "tiny_repo_copy", "mlflow_server", "copy_repo")
 
 
+START_FIRST = ("team_repo", "test_pipeline_e2e", "test_team_auth", "test_reliability", "swept_repo")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """Group the tests for pytest-xdist's `--dist=loadgroup` (pyproject.toml) by module, so that each module's
@@ -50,6 +53,15 @@ def pytest_collection_modifyitems(items):
         if not item.get_closest_marker("xdist_group"):
             shared = next((name for name in ("team_repo", "swept_repo") if name in item.fixturenames), None)
             item.add_marker(pytest.mark.xdist_group(shared or item.module.__name__))
+    # xdist hands the groups out in this order: the longest ones that build their own pipeline, and the one that
+    # builds tiny_repo, go first, so that no worker starts by waiting on another's build.
+    items.sort(
+        key=lambda item: (
+            START_FIRST.index(group)
+            if (group := item.get_closest_marker("xdist_group").args[0]) in START_FIRST
+            else len(START_FIRST)
+        )
+    )
 
 
 def mirror_dir() -> Path:

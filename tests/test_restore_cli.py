@@ -177,6 +177,10 @@ def bad_inputs(tmp: Path) -> dict:
         ),
         "box outside": ([tmp / "digit.png", "--box", "20,20,10,4"], "--box 20,20,10,4: leaves"),
         "bad box": ([tmp / "digit.png", "--box", "2,x,3,3"], "--box: expected four integers"),
+        "fill value": (
+            [tmp / "digit.png", "--fill-value", "300"],
+            "--fill-value: must be in 0..255 (or -1 for none), got 300",
+        ),
         "phone digits": ([tmp / "digit.png", "--phone"], f"{tmp / 'digit.png'}: blank: no ink stands out"),
         "no models": ([tmp / "digit.png"], "data/gan/generator.keras, data/classifier/model.keras: not found"),
         "overwrite": ([tmp / "digit.png", "--out", tmp], f"--out {tmp}: the restored PNG would overwrite the input"),
@@ -192,6 +196,7 @@ def bad_inputs(tmp: Path) -> dict:
         "mask size",
         "box outside",
         "bad box",
+        "fill value",
         "phone digits",
         "no models",
         "overwrite",

@@ -136,6 +136,10 @@ BAD_REQUESTS = {  # the default chain is blind: its one field is `image`, so a m
     "below 0": (inputs(image=BLANK.astype(int) - 1), "image: pixel values must be 0..255, got values from -1 to -1"),
     "fractions": (inputs(image=BLANK + 0.5), "image: pixel values must be whole numbers 0..255, got fractions"),
     "empty batch": (inputs(image=[]), "image: the batch is empty; send at least one 28x28 image"),
+    "fill value out of range": (
+        json.dumps({"inputs": {"image": BLANK.tolist()}, "params": {"fill_value": 300}}).encode(),
+        "fill_value: must be in 0..255 (or -1 for none), got 300",
+    ),
     "oversized": (
         inputs(image=np.zeros((MAX_IMAGES + 1, 28, 28), np.uint8)),
         f"image: {MAX_IMAGES + 1} images in one request; at most {MAX_IMAGES}, send the rest in another",

@@ -45,7 +45,7 @@ def test_pipeline_logs_runs_metrics_and_artifacts_to_the_server(team_repo, tmp_p
     # The committed configuration's headline numbers on the server are the ones in results/metrics.json.
     metrics = json.loads((team_repo.path / "results/metrics.json").read_text())
     for variant in ("clean", "masked", "restored"):
-        assert by_size["3"].data.metrics[f"accuracy_{variant}"] == metrics["accuracy"][variant]
+        assert by_size["3"].data.metrics[f"accuracy.{variant}"] == metrics["accuracy"][variant]
 
     def children(parent) -> dict:
         found = client.search_runs(

@@ -27,18 +27,16 @@ from pipeline.images.masks import apply_masks
 from pipeline.scoring.inference import forward
 from pipeline.serving.chain_input import BadRequest, checked_batch
 from pipeline.serving.picture import checked_digits, picture_answer, picture_frames
+from pipeline.serving.preprocess import NO_FILL_VALUE, checked_fill_value
 from pipeline.training.models import generator_input, is_blind, with_damage_threshold
 
-NO_FILL_VALUE = -1  # the `fill_value` param's default: no detection rule, the mask alone says what is missing
 CHANGED = 25  # of 0..255: a pixel the restoration moved further than this counts as damage found (`damage`)
 
 
 def holes_of(images: np.ndarray, masks: np.ndarray, fill_value: int = NO_FILL_VALUE) -> np.ndarray:
     """Boolean holes: the mask, plus the pixels equal to `fill_value` when one is given."""
     holes = masks != 0
-    if fill_value != NO_FILL_VALUE:
-        if not 0 <= fill_value <= 255:
-            raise ValueError(f"fill_value: must be in 0..255 (or {NO_FILL_VALUE} for none), got {fill_value}")
+    if checked_fill_value(fill_value) != NO_FILL_VALUE:
         holes |= images == fill_value
     return holes
 
@@ -103,9 +101,10 @@ class RestoreAndRead(mlflow.pyfunc.PythonModel):
         if isinstance(model_input, dict) and "picture" in model_input:
             return self.read_picture(model_input["picture"], checked_digits(params.get("digits")))
         images, masks = checked_batch(model_input, takes_mask=not is_blind(self.generator))
-        fill_value = int(params.get("fill_value", NO_FILL_VALUE))
-        if fill_value != NO_FILL_VALUE and not 0 <= fill_value <= 255:
-            raise BadRequest(f"fill_value: must be in 0..255 (or {NO_FILL_VALUE} for none), got {fill_value}")
+        try:
+            fill_value = checked_fill_value(int(params.get("fill_value", NO_FILL_VALUE)))
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
         return restore_and_read(self.generator, self.classifier, self.train_fill, images, masks, fill_value)
 
     def read_picture(self, picture, digits: int) -> dict:

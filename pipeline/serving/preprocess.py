@@ -215,3 +215,14 @@ def _height(marked: np.ndarray) -> int:
     """Rows from the first marked one to the last, inclusive (0 for none)."""
     rows = np.flatnonzero(marked.any(axis=1))
     return int(rows[-1] - rows[0] + 1) if len(rows) else 0
+
+
+NO_FILL_VALUE = -1  # the `fill_value` param's default: no detection rule, the mask alone says what is missing
+
+
+def checked_fill_value(fill_value: int, name: str = "fill_value") -> int:
+    """The one check of a fill value, for the chain, its REST param and the CLI's --fill-value (named `name`):
+    a pixel value 0..255 that marks missing pixels, or NO_FILL_VALUE for none."""
+    if fill_value != NO_FILL_VALUE and not 0 <= fill_value <= 255:
+        raise ValueError(f"{name}: must be in 0..255 (or {NO_FILL_VALUE} for none), got {fill_value}")
+    return fill_value

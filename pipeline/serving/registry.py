@@ -34,8 +34,9 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.common import paths
 from pipeline.common.config import Params
-from pipeline.serving.chain import NO_FILL_VALUE, RestoreAndRead, restore_and_read
+from pipeline.serving.chain import RestoreAndRead, restore_and_read
 from pipeline.serving.picture import ANY_COUNT
+from pipeline.serving.preprocess import NO_FILL_VALUE
 from pipeline.training.models import generator_input, is_blind, with_damage_threshold
 
 CHAMPION = "champion"

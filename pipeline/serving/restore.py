@@ -91,9 +91,10 @@ def holes_for(image: np.ndarray, name: str, args) -> np.ndarray:
     if args.mask:
         return preprocess.read_mask(args.mask, image.shape, name)
     if args.fill_value is not None:
-        if not 0 <= args.fill_value <= 255:
-            raise PipelineError(f"--fill-value: must be in 0..255, got {args.fill_value}")
-        return image == args.fill_value
+        try:
+            return image == preprocess.checked_fill_value(args.fill_value, "--fill-value")
+        except ValueError as error:
+            raise PipelineError(str(error)) from None
     return np.zeros(image.shape, bool)
 
 
