@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -80,15 +81,18 @@ def test_actionlint_rejects_a_broken_workflow(tmp_path):
     assert 'runtime "node20" is deprecated' in result.stdout
 
 
+def workflow_with_lint_step(run_line: str, folder) -> Path:
+    """test.yml with its lint step's script replaced by `run_line`, written into `folder`."""
+    flow = (WORKFLOWS / "test.yml").read_text()
+    broken = flow.replace("run: ruff check . && ruff format --check .", f"run: {run_line}")
+    assert broken != flow
+    (folder / "broken.yml").write_text(broken)
+    return folder / "broken.yml"
+
+
 def test_actionlint_reads_run_scripts_through_shellcheck(tmp_path):
     require_shellcheck()
-    flow = (WORKFLOWS / "test.yml").read_text()
-    broken = flow.replace(
-        "run: ruff check . && ruff format --check .", "run: ruff check . && ruff format --check . || ruff format ."
-    )
-    assert broken != flow
-    (tmp_path / "broken.yml").write_text(broken)
-    result = actionlint(tmp_path / "broken.yml")
+    result = actionlint(workflow_with_lint_step("ruff check . && ruff format --check . || ruff format .", tmp_path))
     assert result.returncode == 1 and "SC2015" in result.stdout
 
 
@@ -98,13 +102,7 @@ def test_workflows_pass_zizmor():
 
 
 def test_zizmor_rejects_template_injection(tmp_path):
-    flow = (WORKFLOWS / "test.yml").read_text()
-    broken = flow.replace(
-        "run: ruff check . && ruff format --check .", "run: echo ${{ github.event.head_commit.message }}"
-    )
-    assert broken != flow
-    (tmp_path / "broken.yml").write_text(broken)
-    result = zizmor(tmp_path / "broken.yml")
+    result = zizmor(workflow_with_lint_step("echo ${{ github.event.head_commit.message }}", tmp_path))
     assert result.returncode != 0 and "template-injection" in result.stdout
 
 
