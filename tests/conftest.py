@@ -36,15 +36,7 @@ SHARED_REPOS = ("baseline_repo", "swept_repo", "team_repo", "tiny_repo")
 SLOW_FIXTURES = (*SHARED_REPOS, "tiny_repo_copy", "mlflow_server", "copy_repo")
 
 
-START_FIRST = (
-    "team_repo",
-    "test_pipeline_e2e",
-    "test_team_auth",
-    "test_reliability",
-    "swept_repo",
-    "test_models",
-    "test_serving",
-)
+START_FIRST = ("team_repo", "test_pipeline_e2e", "test_team_auth", "test_reliability", "swept_repo")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -62,8 +54,7 @@ def pytest_collection_modifyitems(items):
             shared = next((name for name in ("team_repo", "swept_repo") if name in item.fixturenames), None)
             item.add_marker(pytest.mark.xdist_group(shared or item.module.__name__))
     # xdist hands the groups out in this order: the longest ones that build their own pipeline, and the one that
-    # builds tiny_repo, go first, so that no worker starts by waiting on another's build; the groups with one long
-    # test next, so that none of them is left to run alone at the end.
+    # builds tiny_repo, go first, so that no worker starts by waiting on another's build.
     items.sort(
         key=lambda item: (
             START_FIRST.index(group)
