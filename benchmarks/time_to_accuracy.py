@@ -54,11 +54,13 @@ from pipeline.scoring import classical, damage_table  # noqa: E402
 from pipeline.scoring import metrics as m  # noqa: E402
 from pipeline.scoring.inference import read  # noqa: E402
 from pipeline.training.batches import steps_per_epoch  # noqa: E402
+from pipeline.training.models import DAMAGE, generator_input, has_layer  # noqa: E402
 from pipeline.training.trainer import train as train_gan  # noqa: E402
 
 CHAPTER_ACCURACY = 0.8782  # the chapter's published accuracy on its restored MNIST test images
 RECOVERED_TARGET = 0.95
 RECIPES = {"chapter": "chapter", "default": "blind"}  # the racers' names -> their gan.recipe
+DIAGNOSIS = ("head_on_lost", "head_on_intact", "accuracy_given_hole")  # damage_found's, per score
 
 
 @dataclasses.dataclass
@@ -66,6 +68,7 @@ class HeldOut:
     """The masked images every recipe is scored on, with what a recovered fraction needs."""
 
     masked: np.ndarray
+    clean: np.ndarray
     holes: np.ndarray
     labels: np.ndarray
     clean_accuracy: float
@@ -92,10 +95,30 @@ def scored_generator(model):
             variable.assign(value)
 
 
+def damage_found(generator, held_out: HeldOut, judge) -> tuple[float | None, float | None, float | None]:
+    """What a blind generator's damage head finds on the held-out set, to tell its two halves apart: the head's mean
+    probability on the ink that was lost and on the pixels that were not damaged, and the judge's accuracy on what
+    the generator draws composited with the true hole (its restoration were the head perfect). None for a
+    generator without a head."""
+    if not has_layer(generator, DAMAGE):
+        return None, None, None
+    h = held_out
+    parts = keras.Model(generator.input, [generator.get_layer(DAMAGE).output, generator.get_layer("restored").output])
+    found, drawn = (np.asarray(t) for t in parts(generator_input(h.masked), training=False))
+    lost = h.holes & (h.masked[..., 0] != h.clean[..., 0])
+    given_hole = np.where(h.holes[..., None], drawn, h.masked)
+    return (
+        float(found[..., 0][lost].mean()),
+        float(found[..., 0][~h.holes].mean()),
+        m.accuracy(read(judge, given_hole), h.labels),
+    )
+
+
 class AccuracyClock(keras.callbacks.Callback):
     """Every `every` iterations (and after the last), the judge's accuracy and the recovered fraction on the
     held-out set, stamped with the training seconds so far: wall time since the first iteration began, less the
-    time spent scoring. `records`: (iteration, training seconds, accuracy, recovered), in order."""
+    time spent scoring. `records`: (iteration, training seconds, accuracy, recovered, head on lost ink, head on
+    undamaged pixels, accuracy given the true hole; the last three from `damage_found`), in order."""
 
     def __init__(self, held_out: HeldOut, judge: keras.Model, every: int, total: int):
         super().__init__()
@@ -118,9 +141,19 @@ class AccuracyClock(keras.callbacks.Callback):
         h = self.held_out
         with scored_generator(self.model) as generator:
             restored = damage_table.restore(generator, h.masked, h.holes)
+            found = damage_found(generator, h, self.judge)
         accuracy = m.accuracy(read(self.judge, restored), h.labels)
         recovered = m.recovered_fraction(h.clean_accuracy, h.masked_accuracy, accuracy)
-        self.records.append((self.iteration, training_seconds, accuracy, recovered))
+        self.records.append((self.iteration, training_seconds, accuracy, recovered, *found))
+        print(
+            f"  {self.iteration}: {training_seconds:.1f} s, {accuracy:.2%}"
+            + (
+                ""
+                if found[0] is None
+                else ", head on lost ink {:.3f}, on undamaged {:.4f}, given the hole {:.2%}".format(*found)
+            ),
+            flush=True,
+        )
         self.scoring += time.perf_counter() - paused
 
 
@@ -137,7 +170,7 @@ def held_out_set(params, raw_dir: Path, judge, n: int) -> tuple[HeldOut, float]:
     holes = damage_table.family_holes(skeletons(images), params.mask.seed)["classic"]
     masked = apply_masks(clean, holes, params.mask.fill)
     held_out = HeldOut(
-        masked, holes, labels, m.accuracy(read(judge, clean), labels), m.accuracy(read(judge, masked), labels)
+        masked, clean, holes, labels, m.accuracy(read(judge, clean), labels), m.accuracy(read(judge, masked), labels)
     )
     opencv = m.accuracy(read(judge, classical.inpaint(masked, holes, damage_table.ORACLE)), labels)
     return held_out, opencv
@@ -179,10 +212,10 @@ def plot(runs: dict, targets: dict, path: Path) -> None:
 def write_csv(runs: dict, path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["recipe", "iteration", "train_seconds", "accuracy", "recovered"])
+        writer.writerow(["recipe", "iteration", "train_seconds", "accuracy", "recovered", *DIAGNOSIS])
         for recipe, records in runs.items():
             writer.writerows(
-                [recipe, i, f"{s:.2f}", f"{a:.4f}", "" if r is None else f"{r:.4f}"] for i, s, a, r in records
+                [recipe, i, f"{s:.2f}", *("" if v is None else f"{v:.4f}" for v in rest)] for i, s, *rest in records
             )
 
 
@@ -196,7 +229,7 @@ def read_csv(path: Path) -> dict:
                     int(row["iteration"]),
                     float(row["train_seconds"]),
                     float(row["accuracy"]),
-                    float(row["recovered"]) if row["recovered"] else None,
+                    *(float(row[k]) if row.get(k) else None for k in ("recovered", *DIAGNOSIS)),
                 )
             )
     return runs

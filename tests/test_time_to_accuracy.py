@@ -31,6 +31,7 @@ def tiny():
     read = lambda images: judge(images).numpy().argmax(axis=1)  # noqa: E731
     held_out = HeldOut(
         masked[:32],
+        clean[:32],
         holes[:32],
         labels[:32],
         accuracy(read(clean[:32]), labels[:32]),
@@ -70,10 +71,16 @@ def test_the_clock_scores_every_n_iterations_on_monotone_training_seconds(tiny, 
     )
     clock = SwapRecordingClock(held_out, judge, every=2, total=6)
     gan, _ = train(params, split, [clock])
-    iterations, seconds, accuracies, recovered = zip(*clock.records)
+    iterations, seconds, accuracies, recovered, on_lost, on_intact, given_hole = zip(*clock.records)
     assert iterations == (2, 4, 6)  # every 2nd iteration, and the last
     assert seconds[0] > 0 and all(b > a for a, b in zip(seconds, seconds[1:]))
     assert clock.scoring > 0 and all(0.0 <= a <= 1.0 for a in accuracies)
+    # The damage head's diagnosis: probabilities and an accuracy for the blind default, nothing for the chapter's.
+    diagnosis = on_lost + on_intact + given_hole
+    if recipe == "default":
+        assert all(0.0 < v < 1.0 for v in on_lost + on_intact) and all(0.0 <= a <= 1.0 for a in given_hole)
+    else:
+        assert diagnosis == (None,) * 9
     assert seconds_to(clock.records, 2, 0.0) == seconds[0]
     assert seconds_to(clock.records, 2, 1.01) is None
     best = max(accuracies)
