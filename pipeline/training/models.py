@@ -161,6 +161,7 @@ def build_generator(
     digit_reader: bool = False,
     head_reads_drawing: bool = False,
     head_detached: bool = False,
+    head_start: float = INTACT_LOGIT,
 ) -> keras.Model:
     """`kind` body ("chapter", its autoencoder as published, or "unet"), tanh output.
 
@@ -189,7 +190,7 @@ def build_generator(
             activation="sigmoid",
             name=DAMAGE,
             dtype="float32",
-            bias_initializer=keras.initializers.Constant(INTACT_LOGIT),
+            bias_initializer=keras.initializers.Constant(head_start),
         )(layers.Concatenate()([x, restored, image]) if head_reads_drawing else x)
         if head_detached:
             hole = StopGradient()(hole)

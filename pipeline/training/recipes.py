@@ -30,6 +30,7 @@ class Recipe:
     head_reads_drawing: bool = False  # the damage head also reads the drawn image and the damaged one
     head_detached: bool = False  # the restoration's losses do not reach the damage head through the composite
     teacher_composite: bool = False  # in training the restoration's losses read the composite with the true hole
+    head_start: float = -4.0  # the damage head's initial logit (-4: sigmoid 0.018, "intact")
 
     @property
     def fresh_damage(self) -> bool:
@@ -89,6 +90,64 @@ RECIPES = {
         BLIND_DIALS,
         damage_balance=True,
         teacher_composite=True,
+    ),
+    "blind_detached_balanced_start0": Recipe(
+        "compiled",
+        "unet",
+        "patch",
+        False,
+        True,
+        1.0,
+        1.0,
+        1.0,
+        BLIND_DIALS,
+        damage_balance=True,
+        head_detached=True,
+        head_start=0.0,
+    ),
+    "blind_detached_balanced_reads_start0": Recipe(
+        "compiled",
+        "unet",
+        "patch",
+        False,
+        True,
+        1.0,
+        1.0,
+        1.0,
+        BLIND_DIALS,
+        damage_balance=True,
+        head_detached=True,
+        head_reads_drawing=True,
+        head_start=0.0,
+    ),
+    "blind_teacher_balanced_start0": Recipe(
+        "compiled",
+        "unet",
+        "patch",
+        False,
+        True,
+        1.0,
+        1.0,
+        1.0,
+        BLIND_DIALS,
+        damage_balance=True,
+        teacher_composite=True,
+        head_start=0.0,
+    ),
+    "blind_teacher_balanced_reads_start0": Recipe(
+        "compiled",
+        "unet",
+        "patch",
+        False,
+        True,
+        1.0,
+        1.0,
+        1.0,
+        BLIND_DIALS,
+        damage_balance=True,
+        teacher_composite=True,
+        head_reads_drawing=True,
+        head_start=0.0,
     ),
     # The same U-Net told where the hole is (an oracle the app does not have), composited with that hole.
     "given_hole": Recipe("compiled", "unet", "patch", True, True, 0.0, 1.0, 1.0, BLIND_DIALS),

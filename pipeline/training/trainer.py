@@ -33,6 +33,7 @@ def build_gan(g: GanParams) -> RestorationGAN:
             digit_reader=recipe.reader_weight > 0,
             head_reads_drawing=recipe.head_reads_drawing,
             head_detached=recipe.head_detached,
+            head_start=recipe.head_start,
         )
         discriminator = build_discriminator(recipe.discriminator, class_head=recipe.class_weight > 0)
     gan = RestorationGAN(
