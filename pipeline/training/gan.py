@@ -28,8 +28,6 @@ class RestorationGAN(keras.Model):
         class_weight: float = 0.0,
         reader_weight: float = 0.0,
         mask_weight: float = 0.0,
-        damage_balance: bool = False,
-        teacher_composite: bool = False,
     ):
         super().__init__()
         self.generator = generator
@@ -39,13 +37,11 @@ class RestorationGAN(keras.Model):
         self.class_weight = class_weight
         self.reader_weight = reader_weight
         self.mask_weight = mask_weight
-        self.damage_balance = damage_balance
-        self.teacher_composite = teacher_composite
         # The same generator with the outputs its extra losses read (its digit reading, its damage map) beside
         # the restoration: one forward pass for all of them.
         self.extra_outputs = [
             name
-            for name, weight in ((DIGIT_READING, reader_weight), (DAMAGE, mask_weight), ("restored", teacher_composite))
+            for name, weight in ((DIGIT_READING, reader_weight), (DAMAGE, mask_weight))
             if weight and has_layer(generator, name)
         ]
         self.generator_outputs = (
@@ -94,9 +90,6 @@ class RestorationGAN(keras.Model):
         else:
             fake, extra = self.generator(inputs, training=training), []
         extra = dict(zip(self.extra_outputs, extra))
-        if "restored" in extra and training:
-            hole = ops.cast(holes, fake.dtype)[..., None]
-            fake = hole * extra["restored"] + (1.0 - hole) * inputs[..., :1]
         out = self.discriminator(ops.concatenate([clean, fake], axis=0), training=training)
         p, classes = out if self.class_weight else (out, None)
         p_real, p_fake = ops.split(p, 2, axis=0)
@@ -118,13 +111,7 @@ class RestorationGAN(keras.Model):
         damage_loss = ops.zeros_like(l1)
         if DAMAGE in extra:
             lost = ops.cast(holes, "float32")[..., None] * ops.cast(ops.abs(clean - inputs[..., :1]) > 0, "float32")
-            weights = None
-            if self.damage_balance:
-                pixels = ops.cast(ops.size(lost), "float32")
-                n_lost = ops.maximum(ops.sum(lost), 1.0)
-                n_rest = ops.maximum(pixels - ops.sum(lost), 1.0)
-                weights = (0.5 * pixels * (lost / n_lost + (1.0 - lost) / n_rest))[..., 0]
-            damage_loss = self.bce(lost, extra[DAMAGE], sample_weight=weights)
+            damage_loss = self.bce(lost, extra[DAMAGE])
             g_loss = g_loss + self.mask_weight * damage_loss
         return d_loss, g_loss, l1, class_loss, reader_loss, damage_loss
 

@@ -101,14 +101,6 @@ class Keras2BatchNormalization(layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
-@keras.saving.register_keras_serializable("digit_restore")
-class StopGradient(layers.Layer):
-    """Its input, through which no gradient flows back."""
-
-    def call(self, inputs):
-        return ops.stop_gradient(inputs)
-
-
 def _conv_bn_relu(x, filters: int):
     x = layers.Conv2D(filters, 3, padding="same")(x)
     x = layers.BatchNormalization()(x)
@@ -154,15 +146,7 @@ def _unet(x, bottleneck):
     return _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip28]), 32)
 
 
-def build_generator(
-    kind: str,
-    mask_channel: bool,
-    composite: bool,
-    digit_reader: bool = False,
-    head_reads_drawing: bool = False,
-    head_detached: bool = False,
-    head_start: float = INTACT_LOGIT,
-) -> keras.Model:
+def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False) -> keras.Model:
     """`kind` body ("chapter", its autoencoder as published, or "unet"), tanh output.
 
     mask_channel: the body also sees where the hole is; without it the generator is blind (named
@@ -190,10 +174,8 @@ def build_generator(
             activation="sigmoid",
             name=DAMAGE,
             dtype="float32",
-            bias_initializer=keras.initializers.Constant(head_start),
-        )(layers.Concatenate()([x, restored, image]) if head_reads_drawing else x)
-        if head_detached:
-            hole = StopGradient()(hole)
+            bias_initializer=keras.initializers.Constant(INTACT_LOGIT),
+        )(x)
     if composite:
         restored = hole * restored + (1.0 - hole) * image
     return keras.Model(inputs, restored, name=f"{'' if mask_channel else BLIND_PREFIX}{kind}_generator")

@@ -26,11 +26,6 @@ class Recipe:
     reader_weight: float  # G reads the digit first and draws from its reading, trained with this weight
     dials: dict[str, object]  # the recipe's value of each params.gan dial left null
     fixed: dict[str, object] = field(default_factory=dict)  # dials this recipe allows at this value only
-    damage_balance: bool = False  # the damage head's cross-entropy weighs lost ink and the rest half and half
-    head_reads_drawing: bool = False  # the damage head also reads the drawn image and the damaged one
-    head_detached: bool = False  # the restoration's losses do not reach the damage head through the composite
-    teacher_composite: bool = False  # in training the restoration's losses read the composite with the true hole
-    head_start: float = -4.0  # the damage head's initial logit (-4: sigmoid 0.018, "intact")
 
     @property
     def fresh_damage(self) -> bool:
@@ -43,112 +38,6 @@ RECIPES = {
     # Blind restoration: a U-Net that gets the damaged image alone, finds the damage with a damage head and
     # restores it there; L1 + adversarial loss, D and the generator also read the digit.
     "blind": Recipe("compiled", "unet", "patch", False, True, 1.0, 1.0, 1.0, BLIND_DIALS),
-    "blind_balanced": Recipe("compiled", "unet", "patch", False, True, 1.0, 1.0, 1.0, BLIND_DIALS, damage_balance=True),
-    "blind_reads_drawing": Recipe(
-        "compiled", "unet", "patch", False, True, 1.0, 1.0, 1.0, BLIND_DIALS, head_reads_drawing=True
-    ),
-    "blind_both": Recipe(
-        "compiled",
-        "unet",
-        "patch",
-        False,
-        True,
-        1.0,
-        1.0,
-        1.0,
-        BLIND_DIALS,
-        damage_balance=True,
-        head_reads_drawing=True,
-    ),
-    "blind_detached": Recipe("compiled", "unet", "patch", False, True, 1.0, 1.0, 1.0, BLIND_DIALS, head_detached=True),
-    "blind_detached_balanced": Recipe(
-        "compiled", "unet", "patch", False, True, 1.0, 1.0, 1.0, BLIND_DIALS, damage_balance=True, head_detached=True
-    ),
-    "blind_detached_balanced_reads": Recipe(
-        "compiled",
-        "unet",
-        "patch",
-        False,
-        True,
-        1.0,
-        1.0,
-        1.0,
-        BLIND_DIALS,
-        damage_balance=True,
-        head_detached=True,
-        head_reads_drawing=True,
-    ),
-    "blind_teacher_balanced": Recipe(
-        "compiled",
-        "unet",
-        "patch",
-        False,
-        True,
-        1.0,
-        1.0,
-        1.0,
-        BLIND_DIALS,
-        damage_balance=True,
-        teacher_composite=True,
-    ),
-    "blind_detached_balanced_start0": Recipe(
-        "compiled",
-        "unet",
-        "patch",
-        False,
-        True,
-        1.0,
-        1.0,
-        1.0,
-        BLIND_DIALS,
-        damage_balance=True,
-        head_detached=True,
-        head_start=0.0,
-    ),
-    "blind_detached_balanced_reads_start0": Recipe(
-        "compiled",
-        "unet",
-        "patch",
-        False,
-        True,
-        1.0,
-        1.0,
-        1.0,
-        BLIND_DIALS,
-        damage_balance=True,
-        head_detached=True,
-        head_reads_drawing=True,
-        head_start=0.0,
-    ),
-    "blind_teacher_balanced_start0": Recipe(
-        "compiled",
-        "unet",
-        "patch",
-        False,
-        True,
-        1.0,
-        1.0,
-        1.0,
-        BLIND_DIALS,
-        damage_balance=True,
-        teacher_composite=True,
-        head_start=0.0,
-    ),
-    "blind_teacher_balanced_reads_start0": Recipe(
-        "compiled",
-        "unet",
-        "patch",
-        False,
-        True,
-        1.0,
-        1.0,
-        1.0,
-        BLIND_DIALS,
-        damage_balance=True,
-        teacher_composite=True,
-        head_reads_drawing=True,
-        head_start=0.0,
-    ),
     # The same U-Net told where the hole is (an oracle the app does not have), composited with that hole.
     "given_hole": Recipe("compiled", "unet", "patch", True, True, 0.0, 1.0, 1.0, BLIND_DIALS),
     # The chapter's training as it was published: its networks and loop, the adversarial loss alone, the mask

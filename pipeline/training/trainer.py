@@ -27,13 +27,7 @@ def build_gan(g: GanParams) -> RestorationGAN:
     recipe = RECIPES[g.recipe]
     with dtype_policy(precision.resolve(g.precision)):
         generator = build_generator(
-            recipe.generator,
-            recipe.mask_channel,
-            recipe.composite,
-            digit_reader=recipe.reader_weight > 0,
-            head_reads_drawing=recipe.head_reads_drawing,
-            head_detached=recipe.head_detached,
-            head_start=recipe.head_start,
+            recipe.generator, recipe.mask_channel, recipe.composite, digit_reader=recipe.reader_weight > 0
         )
         discriminator = build_discriminator(recipe.discriminator, class_head=recipe.class_weight > 0)
     gan = RestorationGAN(
@@ -44,8 +38,6 @@ def build_gan(g: GanParams) -> RestorationGAN:
         recipe.class_weight,
         recipe.reader_weight,
         recipe.mask_weight,
-        recipe.damage_balance,
-        recipe.teacher_composite,
     )
     gan.compile(
         # With gan.ema the optimizer also keeps the moving average of G's weights (saved in checkpoints with
