@@ -345,7 +345,7 @@ def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels
 
     from pipeline.training.trainer import train
 
-    g = dataclasses.replace(params.gan, epochs=1, steps_per_epoch=300, batch_size=32, precision="float32")
+    g = dataclasses.replace(params.gan, epochs=1, steps_per_epoch=300, batch_size=32)  # the default's precision
     generator = train(dataclasses.replace(params, gan=g), data)[0].generator
     restored = restore(generator, test_masked, test_holes)
     assert float((np.abs(restored - test_clean)[~test_holes[..., None]] / 2 > CHANGED).mean()) < 0.001
