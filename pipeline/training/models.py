@@ -146,9 +146,7 @@ def _unet(x, bottleneck):
     return _conv_bn_relu(layers.Concatenate()([layers.UpSampling2D(2)(x), skip28]), 32)
 
 
-def build_generator(
-    kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False, add_only: bool = False
-) -> keras.Model:
+def build_generator(kind: str, mask_channel: bool, composite: bool, digit_reader: bool = False) -> keras.Model:
     """`kind` body ("chapter", its autoencoder as published, or "unet"), tanh output.
 
     mask_channel: the body also sees where the hole is; without it the generator is blind (named
@@ -165,17 +163,7 @@ def build_generator(
     body = {"chapter": _chapter_autoencoder, "unet": _unet}[kind]
     x = body(inputs if mask_channel else image, _read_digit if digit_reader else (lambda bottleneck: bottleneck))
     # Outputs in float32 under any dtype policy: the composite must copy the known pixels bit for bit.
-    restored = layers.Conv2D(
-        1,
-        3,
-        padding="same",
-        activation="tanh",
-        name="restored",
-        dtype="float32",
-        bias_initializer=keras.initializers.Constant(-3.0 if add_only else 0.0),
-    )(x)
-    if add_only:  # damage only ever removes ink: add the drawing's ink, keep the image's (it starts at paper, -0.995)
-        restored = layers.Maximum()([restored, image])
+    restored = layers.Conv2D(1, 3, padding="same", activation="tanh", name="restored", dtype="float32")(x)
     if composite and not mask_channel:
         # Starts at "intact" (sigmoid(-4) = 0.018) everywhere, as ~95% of the pixels are: the composite passes
         # the image through from the first step, and training opens the head where ink is missing.

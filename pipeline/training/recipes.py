@@ -26,7 +26,6 @@ class Recipe:
     reader_weight: float  # G reads the digit first and draws from its reading, trained with this weight
     dials: dict[str, object]  # the recipe's value of each params.gan dial left null
     fixed: dict[str, object] = field(default_factory=dict)  # dials this recipe allows at this value only
-    add_only: bool = False  # blind, no damage head: the output is the larger of the drawing and the damaged image
 
     @property
     def fresh_damage(self) -> bool:
@@ -39,7 +38,6 @@ RECIPES = {
     # Blind restoration: a U-Net that gets the damaged image alone, finds the damage with a damage head and
     # restores it there; L1 + adversarial loss, D and the generator also read the digit.
     "blind": Recipe("compiled", "unet", "patch", False, True, 1.0, 1.0, 1.0, BLIND_DIALS),
-    "blind_add_only": Recipe("compiled", "unet", "patch", False, False, 0.0, 1.0, 1.0, BLIND_DIALS, add_only=True),
     # The same U-Net told where the hole is (an oracle the app does not have), composited with that hole.
     "given_hole": Recipe("compiled", "unet", "patch", True, True, 0.0, 1.0, 1.0, BLIND_DIALS),
     # The chapter's training as it was published: its networks and loop, the adversarial loss alone, the mask

@@ -27,11 +27,7 @@ def build_gan(g: GanParams) -> RestorationGAN:
     recipe = RECIPES[g.recipe]
     with dtype_policy(precision.resolve(g.precision)):
         generator = build_generator(
-            recipe.generator,
-            recipe.mask_channel,
-            recipe.composite,
-            digit_reader=recipe.reader_weight > 0,
-            add_only=recipe.add_only,
+            recipe.generator, recipe.mask_channel, recipe.composite, digit_reader=recipe.reader_weight > 0
         )
         discriminator = build_discriminator(recipe.discriminator, class_head=recipe.class_weight > 0)
     gan = RestorationGAN(
