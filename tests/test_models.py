@@ -323,7 +323,7 @@ def test_the_damage_head_pays_the_cross_entropy_of_the_ink_that_was_lost(batch):
 @pytest.mark.slow
 def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels_alone():
     """Trained for 300 steps on 1024 real digits with fresh damage of the default families: the damage head's
-    composite keeps the undamaged pixels (the same blind U-Net without it repainted over 5% of them, docs/recipes.md),
+    composite keeps the undamaged pixels (the same blind U-Net without it repainted 0.22-0.60% of them, docs/recipes.md),
     and the head already opens more where ink was lost than where it was not."""
     import dataclasses
 
