@@ -85,8 +85,10 @@ def results_table(readme: str) -> list[tuple[str, str]]:
 def committed_metrics() -> dict:
     """results/metrics.json as committed: README gives the committed run's figures, and a newcomer's `dvc repro` on
     another CPU rewrites the working copy with its own last digits before they run the tests."""
-    shown = subprocess.run(["git", "show", "HEAD:results/metrics.json"], cwd=ROOT, capture_output=True, text=True)
-    return json.loads(shown.stdout if shown.returncode == 0 else (ROOT / "results" / "metrics.json").read_text())
+    committed = subprocess.run(["git", "show", "HEAD:results/metrics.json"], cwd=ROOT, capture_output=True, text=True)
+    return json.loads(
+        committed.stdout if committed.returncode == 0 else (ROOT / "results" / "metrics.json").read_text()
+    )
 
 
 def test_readme_results_table_is_results_metrics_json():
