@@ -93,7 +93,7 @@ def save(path: str | Path, state: TrainingState, fingerprint: str) -> None:
     arrays = {f"{name}.{i:04d}": value for name, values in state.variables.items() for i, value in enumerate(values)}
     arrays |= {f"history.{k}": np.asarray(v, dtype=np.float64) for k, v in state.history.items()}
     arrays["samples"] = np.stack(state.samples)
-    save_npz(path, False, fingerprint=np.array(fingerprint), epoch=np.array(state.epoch), **arrays)
+    save_npz(path, compress=False, fingerprint=np.array(fingerprint), epoch=np.array(state.epoch), **arrays)
 
 
 def load(path: str | Path, fingerprint: str) -> TrainingState | None:
