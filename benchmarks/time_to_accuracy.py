@@ -129,8 +129,8 @@ class AccuracyClock(keras.callbacks.Callback):
         self.scoring = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.started is None:
-            self.started = time.perf_counter()
+        if self.started is None:  # the clock also counts the reader's warm-up (gan.reader_warmup), run before fit
+            self.started = time.perf_counter() - getattr(self.model, "reader_warmup_seconds", 0.0)
 
     def on_train_batch_end(self, batch, logs=None):
         self.iteration += 1

@@ -30,6 +30,7 @@ Positive = Annotated[Int, Field(gt=0)]
 AtLeastOne = Annotated[Int, Field(ge=1)]
 Side = Annotated[Int, Field(ge=1, le=IMAGE_SIDE)]
 Corner = Annotated[Int, Field(ge=0)]
+NonNegative = Annotated[Int, Field(ge=0)]
 Weight = Annotated[Float, Field(ge=0)]
 Rate = Annotated[Float, Field(gt=0)]
 Fraction = Annotated[Float, Field(ge=0, lt=1)]
@@ -145,6 +146,7 @@ class GanParams:
     lr_d: Rate
     recon_weight: Weight
     ema: Fraction
+    reader_warmup: NonNegative  # updates of the generator's digit reader alone before the GAN trains
     precision: Literal[PRECISIONS]
     seed: Int
 

@@ -33,7 +33,7 @@ class Recipe:
         return self.loop == "compiled"
 
 
-BLIND_DIALS = dict(epochs=3, batch_size=64, lr_g=4e-4, lr_d=8e-4, recon_weight=100.0, ema=0.99, precision="auto")
+BLIND_DIALS = dict(epochs=3, batch_size=64, lr_g=4e-4, lr_d=8e-4, recon_weight=100.0, ema=0.99, reader_warmup=0, precision="auto")
 RECIPES = {
     # Blind restoration: a U-Net that gets the damaged image alone, finds the damage with a damage head and
     # restores it there; L1 + adversarial loss, D and the generator also read the digit.
@@ -53,6 +53,6 @@ RECIPES = {
         0.0,
         0.0,
         dict(epochs=5, batch_size=128, lr_g=2e-4, lr_d=4e-4, precision="float32"),
-        fixed=dict(recon_weight=0.0, ema=0.0),
+        fixed=dict(recon_weight=0.0, ema=0.0, reader_warmup=0),
     ),
 }

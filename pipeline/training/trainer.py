@@ -18,7 +18,7 @@ from pipeline.images.masks import MaskedSplit
 from pipeline.training import batches, chapter_loop, checkpoint, precision, seeding
 from pipeline.training.batches import steps_per_epoch, training_batches
 from pipeline.training.gan import RestorationGAN
-from pipeline.training.models import build_discriminator, build_generator, dtype_policy
+from pipeline.training.models import DIGIT_READING, build_discriminator, build_generator, dtype_policy
 from pipeline.training.recipes import BETA1, REAL_LABEL, RECIPES
 
 
@@ -65,6 +65,10 @@ def train(
     steps = steps_per_epoch(params, len(data.clean))
     gan, first_epoch = checkpoint.seeded_start(g.seed, lambda: build_gan(g), resume)
     started = time.perf_counter()
+    gan.reader_warmup_seconds = 0.0
+    if resume is None and g.reader_warmup:
+        warm_up_reader(gan.generator, training_batches(data, params, steps, range(-(-g.reader_warmup // steps))), g)
+        gan.reader_warmup_seconds = time.perf_counter() - started
     if first_epoch < g.epochs:
         gan.fit(
             training_batches(data, params, steps, range(first_epoch, g.epochs)),
@@ -77,6 +81,17 @@ def train(
         )
     gan.g_optimizer.finalize_variable_values(gan.generator.trainable_variables)
     return gan, time.perf_counter() - started
+
+
+def warm_up_reader(generator: keras.Model, batches, g: GanParams) -> None:
+    """Train the generator's digit reader alone (its encoder and reading head: layer DIGIT_READING) for
+    gan.reader_warmup updates on the first of the GAN's batches, with Keras's default Adam (rate 0.001, as the readers train): the blind restorer
+    learns where ink is missing only once it can read the digit (docs/benchmarks.md), and a reader update costs a
+    third of a GAN iteration."""
+    reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
+    reader.compile("adam", "sparse_categorical_crossentropy")
+    inputs_and_digits = batches.take(g.reader_warmup).map(lambda inputs, targets: (inputs, targets[1]))
+    reader.fit(inputs_and_digits, epochs=1, steps_per_epoch=g.reader_warmup, verbose=0)
 
 
 def training_fingerprint(params: Params, data: MaskedSplit) -> str:
