@@ -43,17 +43,20 @@ DOCUMENTED = {
     "blind": dict(
         loop="compiled", generator="unet", discriminator="patch", mask_channel=False, composite=True, mask_weight=1.0,
         class_weight=1.0, reader_weight=1.0, fresh_damage=True,
-        dials=dict(epochs=3, batch_size=64, lr_g=4e-4, lr_d=8e-4, recon_weight=100.0, ema=0.99, precision="auto"),
+        dials=dict(epochs=3, batch_size=64, lr_g=4e-4, lr_d=8e-4, recon_weight=100.0, ema=0.99, reader_warmup=0,
+                   precision="auto"),
     ),
     "given_hole": dict(
         loop="compiled", generator="unet", discriminator="patch", mask_channel=True, composite=True, mask_weight=0.0,
         class_weight=1.0, reader_weight=1.0, fresh_damage=True,
-        dials=dict(epochs=3, batch_size=64, lr_g=4e-4, lr_d=8e-4, recon_weight=100.0, ema=0.99, precision="auto"),
+        dials=dict(epochs=3, batch_size=64, lr_g=4e-4, lr_d=8e-4, recon_weight=100.0, ema=0.99, reader_warmup=0,
+                   precision="auto"),
     ),
     "chapter": dict(
         loop="chapter", generator="chapter", discriminator="chapter", mask_channel=False, composite=False,
         mask_weight=0.0, class_weight=0.0, reader_weight=0.0, fresh_damage=False,
-        dials=dict(epochs=5, batch_size=128, lr_g=2e-4, lr_d=4e-4, recon_weight=0.0, ema=0.0, precision="float32"),
+        dials=dict(epochs=5, batch_size=128, lr_g=2e-4, lr_d=4e-4, recon_weight=0.0, ema=0.0, reader_warmup=0,
+                   precision="float32"),
     ),
 }  # fmt: skip
 
@@ -75,11 +78,13 @@ def test_a_dial_set_in_params_yaml_overrides_the_recipe_s_value():
     assert (gan.epochs, gan.batch_size, gan.lr_g) == (2, 64, 2e-4)
 
 
-@pytest.mark.parametrize("key, value", [("recon_weight", 100.0), ("ema", 0.99)])
-def test_a_dial_a_recipe_fixes_is_refused_at_another_value_with_its_name(key, value):
+@pytest.mark.parametrize(
+    "key, value, fixed", [("recon_weight", 100.0, "0.0"), ("ema", 0.99, "0.0"), ("reader_warmup", 400, "0")]
+)
+def test_a_dial_a_recipe_fixes_is_refused_at_another_value_with_its_name(key, value, fixed):
     raw = with_value("gan", "recipe", "chapter")
     raw["gan"][key] = value
-    with pytest.raises(ParamsError, match=rf"^gan\.{key}: the chapter recipe fixes it at 0.0, got {value}"):
+    with pytest.raises(ParamsError, match=rf"^gan\.{key}: the chapter recipe fixes it at {fixed}, got {value}"):
         parse_params(raw)
 
 
@@ -147,6 +152,7 @@ def test_a_dial_a_recipe_fixes_is_refused_at_another_value_with_its_name(key, va
         ("gan", "epochs", -2, "gan.epochs: must be > 0, got -2"),
         ("gan", "steps_per_epoch", 0, "gan.steps_per_epoch: must be > 0, got 0"),
         ("gan", "recon_weight", -1, "gan.recon_weight: must be >= 0.0, got -1"),
+        ("gan", "reader_warmup", -1, "gan.reader_warmup: must be >= 0, got -1"),
         ("classifier", "epochs", 0, "classifier.epochs: must be > 0"),
         ("classifier", "validation_split", 1.0, "classifier.validation_split: must be < 1.0, got 1.0"),
         ("classifier", "batch_size", "128", "classifier.batch_size: must be an integer, got '128'"),

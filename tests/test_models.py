@@ -291,6 +291,46 @@ def test_ema_saves_the_moving_average_of_the_generator_weights_and_leaves_traini
     assert not all(np.array_equal(a, b) for a, b in zip(averaged, last))
 
 
+class WeightsAtTheFirstIteration(keras.callbacks.Callback):
+    """The generator's and discriminator's weights as the GAN's first iteration begins."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0 and not hasattr(self, "generator"):
+            self.generator = [w.numpy().copy() for w in self.model.generator.weights]
+            self.discriminator = [w.numpy().copy() for w in self.model.discriminator.weights]
+
+
+@pytest.mark.slow
+def test_reader_warmup_trains_the_encoder_and_reading_head_alone_before_the_gan_s_first_iteration(batch):
+    import dataclasses
+
+    from pipeline.images.masks import MaskedSplit
+    from pipeline.training.checkpoint import seeded_start
+    from pipeline.training.trainer import build_gan, train
+
+    masked, holes, clean = batch
+    params = load_params(ROOT / "params.yaml")
+    g = dataclasses.replace(params.gan, reader_warmup=3, epochs=1, steps_per_epoch=1, batch_size=8)
+    cold_gan, _ = seeded_start(g.seed, lambda: build_gan(g), None)  # as the run starts, before any update
+    assert cold_gan.generator.name == "blind_unet_generator"
+    cold_generator = [w.numpy().copy() for w in cold_gan.generator.weights]
+    cold_discriminator = [w.numpy().copy() for w in cold_gan.discriminator.weights]
+    warm = WeightsAtTheFirstIteration()
+    warm_gan, _ = train(dataclasses.replace(params, gan=g), MaskedSplit(clean, LABELS, masked, holes, holes), [warm])
+    assert warm_gan.reader_warmup_seconds > 0.0
+    # Both built the same networks from the same seed, so their weights match by position.
+    weights = warm_gan.generator.weights
+    changed = {i for i, (a, b) in enumerate(zip(cold_generator, warm.generator)) if not np.array_equal(a, b)}
+    reader = keras.Model(warm_gan.generator.input, warm_gan.generator.get_layer(DIGIT_READING).output)
+    under_the_reading = {i for i, w in enumerate(weights) if any(w is r for r in reader.weights)}
+    # The reading head and the encoder under it learnt; the decoder, the drawing, the damage head and D did not.
+    assert changed and changed <= under_the_reading
+    assert any(weights[i].path.startswith(DIGIT_READING + "/") for i in changed)
+    assert not any(weights[i].path.startswith(("restored/", DAMAGE + "/")) for i in under_the_reading)
+    for a, b in zip(cold_discriminator, warm.discriminator):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_blind_generator_never_reads_the_hole_channel_and_names_itself_blind(batch):
     masked, holes, _ = batch
     keras.utils.set_random_seed(0)

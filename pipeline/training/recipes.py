@@ -33,7 +33,9 @@ class Recipe:
         return self.loop == "compiled"
 
 
-BLIND_DIALS = dict(epochs=3, batch_size=64, lr_g=4e-4, lr_d=8e-4, recon_weight=100.0, ema=0.99, reader_warmup=0, precision="auto")
+BLIND_DIALS = dict(
+    epochs=3, batch_size=64, lr_g=4e-4, lr_d=8e-4, recon_weight=100.0, ema=0.99, reader_warmup=0, precision="auto"
+)
 RECIPES = {
     # Blind restoration: a U-Net that gets the damaged image alone, finds the damage with a damage head and
     # restores it there; L1 + adversarial loss, D and the generator also read the digit.

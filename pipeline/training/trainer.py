@@ -85,13 +85,13 @@ def train(
 
 def warm_up_reader(generator: keras.Model, batches, g: GanParams) -> None:
     """Train the generator's digit reader alone (its encoder and reading head: layer DIGIT_READING) for
-    gan.reader_warmup updates on the first of the GAN's batches, with Keras's default Adam (rate 0.001, as the readers train): the blind restorer
-    learns where ink is missing only once it can read the digit (docs/benchmarks.md), and a reader update costs a
-    third of a GAN iteration."""
+    gan.reader_warmup updates on the first of the GAN's batches, with Keras's default Adam (rate 0.001, as the
+    readers train): the blind restorer learns where ink is missing only once it reads the digit
+    (docs/benchmarks.md), and a reader update costs a third of a GAN iteration."""
     reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
     reader.compile("adam", "sparse_categorical_crossentropy")
     inputs_and_digits = batches.take(g.reader_warmup).map(lambda inputs, targets: (inputs, targets[1]))
-    reader.fit(inputs_and_digits, epochs=1, steps_per_epoch=g.reader_warmup, verbose=0)
+    reader.fit(inputs_and_digits, epochs=1, steps_per_epoch=g.reader_warmup, shuffle=False, verbose=0)
 
 
 def training_fingerprint(params: Params, data: MaskedSplit) -> str:
