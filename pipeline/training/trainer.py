@@ -86,7 +86,7 @@ def train(
 def warm_up_reader(generator: keras.Model, batches, g: GanParams) -> None:
     """Train the generator's digit reader alone (its encoder and reading head: layer DIGIT_READING) for
     gan.reader_warmup updates on the first of the GAN's batches, with Keras's default Adam (rate 0.001, as the
-    readers train): the blind restorer learns where ink is missing only once it reads the digit
+    readers train): the blind restorer learns where ink is missing mostly once it reads the digit
     (docs/benchmarks.md), and a reader update costs a third of a GAN iteration."""
     reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
     reader.compile("adam", "sparse_categorical_crossentropy")
