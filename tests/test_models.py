@@ -13,6 +13,7 @@ from pipeline.training.models import (
     DIGIT_READING,
     build_discriminator,
     build_generator,
+    digit_reader,
     generator_input,
     has_layer,
     is_blind,
@@ -311,8 +312,8 @@ def test_the_reader_warmup_trains_the_encoder_and_reading_head_alone(batch):
     warm_up_reader(generator, training_batches(data, params, 2, range(2)), g)
     weights = generator.weights
     changed = {i for i, (a, w) in enumerate(zip(before, weights)) if not np.array_equal(a, w.numpy())}
-    reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
-    under_the_reading = {i for i, w in enumerate(weights) if any(w is r for r in reader.weights)}
+    reader_weights = digit_reader(generator).weights
+    under_the_reading = {i for i, w in enumerate(weights) if any(w is r for r in reader_weights)}
     # The reading head and the encoder under it learnt; the decoder, the drawing, the damage head and D did not.
     assert changed and changed <= under_the_reading
     assert any(weights[i].path.startswith(DIGIT_READING + "/") for i in changed)
@@ -353,9 +354,8 @@ def test_the_damage_head_pays_the_cross_entropy_of_the_ink_that_was_lost(batch):
 @pytest.mark.slow
 def test_a_tiny_trained_blind_restorer_finds_the_damage_and_leaves_intact_pixels_alone():
     """Trained for 150 steps, after 200 of its reader alone, on 1024 real digits with fresh damage of the default
-    families: the damage head's
-    composite keeps the undamaged pixels (the same blind U-Net without it repainted 0.22-0.60% of them, docs/recipes.md),
-    and the head already opens more where ink was lost than where it was not."""
+    families: the damage head's composite keeps the undamaged pixels (the same blind U-Net without it repainted
+    0.22-0.60% of them, docs/recipes.md), and the head already opens more where ink was lost than where it was not."""
     import dataclasses
 
     from conftest import mirror_dir

@@ -29,8 +29,8 @@ Float = Annotated[float, Strict()]  # an integer is a number too, a string or a 
 Positive = Annotated[Int, Field(gt=0)]
 AtLeastOne = Annotated[Int, Field(ge=1)]
 Side = Annotated[Int, Field(ge=1, le=IMAGE_SIDE)]
-Corner = Annotated[Int, Field(ge=0)]
 NonNegative = Annotated[Int, Field(ge=0)]
+Corner = NonNegative
 Weight = Annotated[Float, Field(ge=0)]
 Rate = Annotated[Float, Field(gt=0)]
 Fraction = Annotated[Float, Field(ge=0, lt=1)]

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.training.models import DIGIT_READING, generator_input, has_layer, is_blind
+from pipeline.training.models import DIGIT_READING, digit_reader, generator_input, has_layer, is_blind
 
 CHUNK = 256
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its compiled inference call
@@ -46,5 +46,4 @@ def generator_reading(generator, masked, holes):
     misread, and digits it read right but drew so that the judge reads them otherwise."""
     if not has_layer(generator, DIGIT_READING):
         return None
-    reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
-    return read(reader, generator_input(masked, None if is_blind(generator) else holes))
+    return read(digit_reader(generator), generator_input(masked, None if is_blind(generator) else holes))

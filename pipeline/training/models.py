@@ -36,6 +36,12 @@ def has_layer(model: keras.Model, name: str) -> bool:
     return name in [layer.name for layer in model.layers]
 
 
+def digit_reader(generator: keras.Model) -> keras.Model:
+    """The generator's own digit reader as a model of its own: its encoder and reading head (layer DIGIT_READING),
+    sharing the generator's weights, to read with or to train alone."""
+    return keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
+
+
 @contextlib.contextmanager
 def dtype_policy(name: str):
     """Layers built inside compute in `name` ("float32", or "mixed_bfloat16": bfloat16 maths, float32

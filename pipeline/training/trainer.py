@@ -18,7 +18,7 @@ from pipeline.images.masks import MaskedSplit
 from pipeline.training import batches, chapter_loop, checkpoint, precision, seeding
 from pipeline.training.batches import steps_per_epoch, training_batches
 from pipeline.training.gan import RestorationGAN
-from pipeline.training.models import DIGIT_READING, build_discriminator, build_generator, dtype_policy
+from pipeline.training.models import build_discriminator, build_generator, digit_reader, dtype_policy
 from pipeline.training.recipes import BETA1, REAL_LABEL, RECIPES
 
 
@@ -88,7 +88,7 @@ def warm_up_reader(generator: keras.Model, batches, g: GanParams) -> None:
     gan.reader_warmup updates on the first of the GAN's batches, with Keras's default Adam (rate 0.001, as the
     readers train): the blind restorer learns where ink is missing mostly once it reads the digit
     (docs/benchmarks.md), and a reader update costs a third of a GAN iteration."""
-    reader = keras.Model(generator.input, generator.get_layer(DIGIT_READING).output)
+    reader = digit_reader(generator)
     reader.compile("adam", "sparse_categorical_crossentropy")
     inputs_and_digits = batches.take(g.reader_warmup).map(lambda inputs, targets: (inputs, targets[1]))
     reader.fit(inputs_and_digits, epochs=1, steps_per_epoch=g.reader_warmup, shuffle=False, verbose=0)
